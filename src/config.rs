@@ -1,0 +1,178 @@
+//! Command line and environment: what the operator can set, with defaults that
+//! run the service with no setup.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::store::StoreOptions;
+
+/// Where the embedded default keeps its data, relative to the working directory.
+pub const DEFAULT_SQLITE_PATH: &str = "data/partner-contacts.sqlite3";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "partner-contacts",
+    version,
+    about = "gRPC service for partner accounts' contact information and onboarding gate",
+    long_about = "Serves partnerportal.contacts.v1.ContactsService. With no subcommand it serves; \
+                  with no arguments it listens on 127.0.0.1:50051 with an embedded SQLite database \
+                  under ./data/."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations and exit (the server also applies them at start).
+    Migrate,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: SocketAddr,
+
+    /// Onboarding gate policy file (TOML, see deploy/gate-policy.toml). Default: the built-in policy.
+    #[arg(long, env = "PARTNER_CONTACTS_GATE_POLICY")]
+    pub gate_policy: Option<PathBuf>,
+
+    /// Seconds in-flight calls may take to finish after SIGTERM/SIGINT.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 10
+    )]
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DatabaseArgs {
+    /// postgres://... for PostgreSQL, sqlite:PATH for SQLite. Default: sqlite:data/partner-contacts.sqlite3.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Largest number of database connections.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+
+    /// Milliseconds a call waits for a database connection before failing UNAVAILABLE.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 3000,
+        global = true
+    )]
+    pub db_acquire_timeout_ms: u64,
+
+    /// PostgreSQL statement_timeout in milliseconds.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub db_statement_timeout_ms: u64,
+}
+
+impl DatabaseArgs {
+    /// The URL to open: the one given, or the embedded default.
+    pub fn url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{DEFAULT_SQLITE_PATH}"))
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.db_max_connections.max(1),
+            acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info` or `partner_contacts=debug,info` (tracing EnvFilter syntax).
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_LOG",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: String,
+
+    /// Log line format.
+    #[arg(long, env = "PARTNER_CONTACTS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_embedded() {
+        let cli = Cli::try_parse_from(["partner-contacts"]).expect("no arguments is valid");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:50051");
+        if std::env::var_os("DATABASE_URL").is_none() {
+            assert_eq!(cli.database.url(), "sqlite:data/partner-contacts.sqlite3");
+        }
+    }
+
+    #[test]
+    fn flags_without_subcommand_serve() {
+        let cli = Cli::try_parse_from([
+            "partner-contacts",
+            "--listen",
+            "127.0.0.1:7000",
+            "--database-url",
+            "postgres://postgres@127.0.0.1/x",
+        ])
+        .expect("valid");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.port(), 7000);
+        assert_eq!(cli.database.url(), "postgres://postgres@127.0.0.1/x");
+        let cli = Cli::try_parse_from([
+            "partner-contacts",
+            "migrate",
+            "--database-url",
+            "sqlite:x.db",
+        ])
+        .expect("valid");
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+        assert_eq!(cli.database.url(), "sqlite:x.db");
+    }
+}

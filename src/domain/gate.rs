@@ -1,0 +1,246 @@
+//! The onboarding gate: which fields an integration type requires, and what is missing.
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{ContactFields, Environment, Field, FieldSet};
+use crate::error::{Error, FieldViolation, InvalidReason};
+
+/// Why a field keeps the gate closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingReason {
+    RequiredFieldMissing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub field: Field,
+    pub reason: FindingReason,
+    pub message: String,
+}
+
+/// The verdict for one contact info and integration type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateResult {
+    pub integration_type: String,
+    pub findings: Vec<Finding>,
+}
+
+impl GateResult {
+    pub fn open(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Which fields each integration type requires.
+///
+/// `alert_contacts` exist only in production, so they are never required in
+/// the sandbox whatever the policy says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatePolicy {
+    default_type: String,
+    types: BTreeMap<String, FieldSet>,
+}
+
+/// The policy file's shape (TOML); see `deploy/gate-policy.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    default_integration_type: String,
+    integration_types: BTreeMap<String, PolicyFileType>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFileType {
+    required_fields: Vec<String>,
+}
+
+impl GatePolicy {
+    /// Built in: `reservations-e2e` requires everything but merchant-issues
+    /// contacts; `reservations-e2e-merchants` requires all seven fields.
+    pub fn builtin() -> Self {
+        let mut without_merchants = FieldSet::all();
+        without_merchants.remove(Field::MerchantIssuesContacts);
+        Self {
+            default_type: "reservations-e2e".to_owned(),
+            types: BTreeMap::from([
+                ("reservations-e2e".to_owned(), without_merchants),
+                ("reservations-e2e-merchants".to_owned(), FieldSet::all()),
+            ]),
+        }
+    }
+
+    /// Parses a policy file. Errors name the problem; they are meant for the
+    /// operator starting the server.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut types = BTreeMap::new();
+        for (name, t) in file.integration_types {
+            if name.is_empty() {
+                return Err("an integration type name is empty".to_owned());
+            }
+            let mut set = FieldSet::EMPTY;
+            for f in &t.required_fields {
+                let field = Field::parse(f).ok_or_else(|| {
+                    format!("integration type {name:?}: unknown field {f:?} in required_fields")
+                })?;
+                set.insert(field);
+            }
+            types.insert(name, set);
+        }
+        if !types.contains_key(&file.default_integration_type) {
+            return Err(format!(
+                "default_integration_type {:?} is not one of the integration_types",
+                file.default_integration_type
+            ));
+        }
+        Ok(Self {
+            default_type: file.default_integration_type,
+            types,
+        })
+    }
+
+    pub fn default_type(&self) -> &str {
+        &self.default_type
+    }
+
+    pub fn known_types(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+
+    /// The fields `integration_type` requires in `environment`. An empty type
+    /// means the default; an unknown one is INVALID_ARGUMENT listing the known.
+    pub fn required(
+        &self,
+        integration_type: &str,
+        environment: Environment,
+    ) -> Result<(&str, FieldSet), Error> {
+        let key = if integration_type.is_empty() {
+            self.default_type.as_str()
+        } else {
+            integration_type
+        };
+        let Some((name, set)) = self.types.get_key_value(key) else {
+            let known: Vec<&str> = self.known_types().collect();
+            return Err(Error::InvalidArgument {
+                reason: InvalidReason::UnknownIntegrationType,
+                violations: vec![FieldViolation::new(
+                    "integration_type",
+                    format!(
+                        "unknown integration type; known types: {}",
+                        known.join(", ")
+                    ),
+                )],
+            });
+        };
+        let mut set = *set;
+        if environment == Environment::Sandbox {
+            set.remove(Field::AlertContacts);
+        }
+        Ok((name.as_str(), set))
+    }
+
+    /// Evaluates the gate. `fields` is `None` when nothing was saved yet.
+    pub fn evaluate(
+        &self,
+        integration_type: &str,
+        environment: Environment,
+        fields: Option<&ContactFields>,
+    ) -> Result<GateResult, Error> {
+        let (type_name, required) = self.required(integration_type, environment)?;
+        let findings = required
+            .iter()
+            .filter(|f| !fields.is_some_and(|c| c.is_provided(*f)))
+            .map(|field| Finding {
+                field,
+                reason: FindingReason::RequiredFieldMissing,
+                message: format!(
+                    "{} is required for integration type {type_name} in {}",
+                    field.as_str(),
+                    environment.as_str()
+                ),
+            })
+            .collect();
+        Ok(GateResult {
+            integration_type: type_name.to_owned(),
+            findings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing(r: &GateResult) -> Vec<Field> {
+        r.findings.iter().map(|f| f.field).collect()
+    }
+
+    #[test]
+    fn nothing_saved_lists_every_required_field() {
+        let p = GatePolicy::builtin();
+        let prod = p
+            .evaluate("", Environment::Production, None)
+            .expect("default type");
+        assert_eq!(prod.integration_type, "reservations-e2e");
+        assert!(!prod.open());
+        assert_eq!(
+            missing(&prod),
+            vec![
+                Field::AlertContacts,
+                Field::TechnicalEmergencyContacts,
+                Field::TechnicalNonEmergencyContacts,
+                Field::PlatformOperationalContacts,
+                Field::UserFacingOperationalContacts,
+                Field::OperationalSupport,
+            ]
+        );
+        let sandbox = p
+            .evaluate("reservations-e2e-merchants", Environment::Sandbox, None)
+            .expect("known type");
+        assert!(!missing(&sandbox).contains(&Field::AlertContacts));
+        assert!(missing(&sandbox).contains(&Field::MerchantIssuesContacts));
+    }
+
+    #[test]
+    fn unknown_type_lists_known_ones() {
+        let err = GatePolicy::builtin()
+            .evaluate("nope", Environment::Sandbox, None)
+            .expect_err("unknown");
+        let text = err.to_string();
+        assert!(text.contains("reservations-e2e"), "{text}");
+        assert!(text.contains("reservations-e2e-merchants"), "{text}");
+    }
+
+    #[test]
+    fn shipped_policy_file_equals_builtin() {
+        let text = include_str!("../../deploy/gate-policy.toml");
+        assert_eq!(GatePolicy::from_toml(text), Ok(GatePolicy::builtin()));
+    }
+
+    #[test]
+    fn bad_policy_files_are_refused() {
+        assert!(
+            GatePolicy::from_toml(
+                "default_integration_type = \"x\"\n[integration_types.y]\nrequired_fields = []\n"
+            )
+            .is_err()
+        );
+        assert!(GatePolicy::from_toml("default_integration_type = \"x\"\n[integration_types.x]\nrequired_fields = [\"etag\"]\n").is_err());
+        assert!(
+            GatePolicy::from_toml(
+                "default_integration_type = \"x\"\n[integration_types.x]\nrequired = []\n"
+            )
+            .is_err()
+        );
+        let custom = GatePolicy::from_toml(
+            "default_integration_type = \"x\"\n[integration_types.x]\nrequired_fields = [\"technical_emergency_contacts\"]\n",
+        )
+        .expect("valid");
+        let r = custom
+            .evaluate("x", Environment::Production, None)
+            .expect("known");
+        assert_eq!(missing(&r), vec![Field::TechnicalEmergencyContacts]);
+    }
+}

@@ -1,0 +1,175 @@
+//! Assembles the gRPC server: contacts API, health, reflection, graceful shutdown.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::api::ContactsApi;
+use crate::domain::GatePolicy;
+use crate::pb;
+use crate::store::{DynStore, REQUEST_ID_RETENTION};
+
+/// The fully-qualified service name health reports on.
+pub const SERVICE_NAME: &str = "partnerportal.contacts.v1.ContactsService";
+
+/// How often health re-checks that the store answers.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often expired request ids are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub policy: Arc<GatePolicy>,
+    /// After a shutdown signal, how long in-flight calls may take before the
+    /// server stops anyway.
+    pub shutdown_grace: Duration,
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight
+/// calls for at most `shutdown_grace`. The store must already be migrated.
+pub async fn serve(
+    store: DynStore,
+    settings: ServerSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    // tonic-health starts "" as SERVING; nothing is until the store answers.
+    set_health(&reporter, ServingStatus::NotServing).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection v1: {e}"))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| format!("reflection v1alpha: {e}"))?;
+
+    let api = ContactsApi::new(store.clone(), settings.policy.clone()).into_service();
+
+    // Health writes go through one lock so the probe can never report
+    // SERVING again once draining has begun.
+    let health = Arc::new(tokio::sync::Mutex::new(Health {
+        reporter,
+        draining: false,
+    }));
+    let probe = tokio::spawn(probe_store(store.clone(), health.clone()));
+    let purge = tokio::spawn(purge_request_ids(store));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signalled = async move {
+        shutdown.await;
+        // Load balancers stop routing here before connections close.
+        let mut h = health.lock().await;
+        h.draining = true;
+        set_health(&h.reporter, ServingStatus::NotServing).await;
+        drop(h);
+        probe.abort();
+        let _ = stop_tx.send(true);
+    };
+
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signalled);
+
+    let grace = settings.shutdown_grace;
+    let mut stop_rx = stop_rx;
+    let deadline = async move {
+        // Resolves only after the signal, `grace` later.
+        let _ = stop_rx.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        r = server => r.map_err(|e| format!("server error: {e}")),
+        () = deadline => {
+            tracing::warn!(grace_seconds = grace.as_secs_f64(), "shutdown grace period over; dropping calls still in flight");
+            Ok(())
+        }
+    };
+    purge.abort();
+    result
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+struct Health {
+    reporter: HealthReporter,
+    draining: bool,
+}
+
+/// Keeps health in step with the store's reachability.
+async fn probe_store(store: DynStore, health: Arc<tokio::sync::Mutex<Health>>) {
+    let mut last = None;
+    loop {
+        let status = match store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(_) => ServingStatus::NotServing,
+        };
+        if last != Some(status) {
+            let h = health.lock().await;
+            if h.draining {
+                return;
+            }
+            tracing::info!(?status, backend = store.backend(), "health changed");
+            set_health(&h.reporter, status).await;
+            last = Some(status);
+        }
+        tokio::time::sleep(STORE_PROBE_INTERVAL).await;
+    }
+}
+
+async fn purge_request_ids(store: DynStore) {
+    loop {
+        let before = chrono::Utc::now() - REQUEST_ID_RETENTION;
+        match store.purge_request_ids(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired request ids purged"),
+            Err(e) => tracing::warn!(error = %e, "purging request ids failed"),
+        }
+        tokio::time::sleep(PURGE_INTERVAL).await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

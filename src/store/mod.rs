@@ -1,0 +1,247 @@
+//! Storage: one trait, one backend per file (PostgreSQL in production, SQLite embedded).
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ContactFields, ContactInfo, ContactInfoName, Environment, PartnerId, Update};
+use crate::error::{Error, FieldViolation, InvalidReason};
+
+mod classify;
+pub mod postgres;
+pub mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// How long a `request_id` is remembered. The API promises at least 24 hours.
+pub const REQUEST_ID_RETENTION: chrono::Duration = chrono::Duration::hours(48);
+
+/// Identifies one UpdateContacts request for safe retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    pub id: uuid::Uuid,
+    /// A digest of the whole request: the same id with another digest is a
+    /// reuse, not a retry.
+    pub fingerprint: [u8; 32],
+}
+
+/// Where contact information is kept.
+///
+/// Every `update` is one transaction: concurrent updates carrying the same
+/// etag can never both succeed.
+#[async_trait]
+pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
+    /// "postgres" or "sqlite", for logs.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap reachability check, for health.
+    async fn ping(&self) -> Result<(), Error>;
+
+    async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error>;
+
+    /// Applies `update` and returns the resource as saved. With `request`,
+    /// a retry of an already-saved request returns the first result unchanged,
+    /// and a reuse of its id for another request is INVALID_ARGUMENT.
+    async fn update(
+        &self,
+        update: &Update,
+        request: Option<&RequestKey>,
+    ) -> Result<ContactInfo, Error>;
+
+    /// Forgets request ids recorded before `before`; returns how many.
+    async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error>;
+}
+
+pub type DynStore = Arc<dyn ContactStore>;
+
+/// Opens the store a database URL names, and migrates it.
+/// `postgres://` or `postgresql://` select PostgreSQL; `sqlite:` selects SQLite.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<DynStore, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::connect(url, options).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url, options).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else {
+        Err("the database URL must start with postgres://, postgresql:// or sqlite:".to_owned())
+    }
+}
+
+/// Pool and timeout settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// How long a call waits for a connection before failing UNAVAILABLE.
+    pub acquire_timeout: std::time::Duration,
+    /// PostgreSQL `statement_timeout`: no query outlives the calls it serves.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: std::time::Duration::from_secs(3),
+            statement_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+/// The row both backends keep per contact info, decoded.
+pub(crate) struct Row {
+    pub partner: String,
+    pub environment: String,
+    pub revision: i64,
+    pub etag: String,
+    pub fields: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl Row {
+    pub(crate) fn into_domain(self) -> Result<ContactInfo, Error> {
+        let partner = PartnerId::parse(&self.partner)
+            .map_err(|_| internal("stored partner id is invalid"))?;
+        let environment = Environment::parse(&self.environment)
+            .ok_or_else(|| internal("stored environment is invalid"))?;
+        Ok(ContactInfo {
+            name: ContactInfoName::new(partner, environment),
+            fields: decode_fields(&self.fields)?,
+            revision: self.revision,
+            etag: self.etag,
+            create_time: self.create_time,
+            update_time: self.update_time,
+        })
+    }
+}
+
+pub(crate) fn encode_fields(fields: &ContactFields) -> Result<String, Error> {
+    serde_json::to_string(fields).map_err(|_| internal("could not encode contact fields"))
+}
+
+fn decode_fields(text: &str) -> Result<ContactFields, Error> {
+    serde_json::from_str(text).map_err(|_| internal("stored contact fields do not decode"))
+}
+
+/// What a request record keeps: the response of the first call.
+#[derive(Serialize, Deserialize)]
+struct RecordedResponse {
+    partner: String,
+    environment: Environment,
+    revision: i64,
+    etag: String,
+    fields: ContactFields,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+pub(crate) fn encode_response(info: &ContactInfo) -> Result<String, Error> {
+    serde_json::to_string(&RecordedResponse {
+        partner: info.name.partner.as_str().to_owned(),
+        environment: info.name.environment,
+        revision: info.revision,
+        etag: info.etag.clone(),
+        fields: info.fields.clone(),
+        create_time: info.create_time,
+        update_time: info.update_time,
+    })
+    .map_err(|_| internal("could not encode the recorded response"))
+}
+
+/// Checks a recorded request against a retry and returns the first result.
+pub(crate) fn replay(
+    key: &RequestKey,
+    fingerprint: &[u8],
+    response: Option<&str>,
+) -> Result<ContactInfo, Error> {
+    if fingerprint != key.fingerprint {
+        return Err(Error::InvalidArgument {
+            reason: InvalidReason::RequestIdReused,
+            violations: vec![FieldViolation::new(
+                "request_id",
+                "was already used for a different request; use a new request_id for a new request",
+            )],
+        });
+    }
+    let text = response.ok_or_else(|| internal("recorded request has no response"))?;
+    let r: RecordedResponse =
+        serde_json::from_str(text).map_err(|_| internal("recorded response does not decode"))?;
+    let partner =
+        PartnerId::parse(&r.partner).map_err(|_| internal("recorded partner id is invalid"))?;
+    Ok(ContactInfo {
+        name: ContactInfoName::new(partner, r.environment),
+        fields: r.fields,
+        revision: r.revision,
+        etag: r.etag,
+        create_time: r.create_time,
+        update_time: r.update_time,
+    })
+}
+
+pub(crate) fn internal(detail: &str) -> Error {
+    Error::Internal {
+        detail: detail.to_owned(),
+    }
+}
+
+/// The file path of a `sqlite:` URL, or `None` for in-memory and other URLs.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Creates the directory a SQLite database file will live in.
+pub fn prepare_sqlite_dir(url: &str) -> Result<(), String> {
+    let Some(parent) = sqlite_path(url).and_then(|p| std::path::Path::new(p).parent()) else {
+        return Ok(());
+    };
+    if parent.as_os_str().is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))
+}
+
+/// A database URL fit for logs: no user name or password.
+pub fn describe_url(url: &str) -> String {
+    if let Some(path) = sqlite_path(url) {
+        return format!("sqlite {path}");
+    }
+    if url.starts_with("sqlite:") {
+        return "sqlite in memory".to_owned();
+    }
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host_and_db = host_and_db.split('?').next().unwrap_or(host_and_db);
+    format!("postgres {host_and_db}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_described_without_credentials() {
+        assert_eq!(
+            describe_url("postgres://app:s3cret@db.internal:5432/contacts?sslmode=require"),
+            "postgres db.internal:5432/contacts"
+        );
+        assert_eq!(
+            describe_url("sqlite:data/partner-contacts.sqlite3"),
+            "sqlite data/partner-contacts.sqlite3"
+        );
+        assert_eq!(describe_url("sqlite::memory:"), "sqlite in memory");
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
+            Some("/tmp/x.db")
+        );
+    }
+}
