@@ -75,37 +75,84 @@ impl Error {
     }
 }
 
+/// How many violations the status message spells out; all of them (up to
+/// `MAX_VIOLATIONS`) are in the `BadRequest` details.
+const MESSAGE_VIOLATIONS: usize = 5;
+
+/// At most this many violations are reported: details travel in HTTP/2
+/// trailers, whose size is limited, and a caller fixing the first hundred
+/// problems will find the rest on the next try.
+pub const MAX_VIOLATIONS: usize = 100;
+
 fn describe_violations(violations: &[FieldViolation]) -> String {
     let mut out = String::from("invalid request");
-    for (i, v) in violations.iter().enumerate() {
+    for (i, v) in violations.iter().take(MESSAGE_VIOLATIONS).enumerate() {
         out.push_str(if i == 0 { ": " } else { "; " });
         out.push_str(&v.field);
         out.push_str(": ");
         out.push_str(&v.description);
+    }
+    if violations.len() > MESSAGE_VIOLATIONS {
+        out.push_str(&format!(
+            "; and {} more (see the BadRequest details)",
+            violations.len() - MESSAGE_VIOLATIONS
+        ));
     }
     out
 }
 
 /// Collects violations so a request reports all its problems at once.
 #[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations {
+    kept: Vec<FieldViolation>,
+    dropped: usize,
+}
 
 impl Violations {
     pub fn push(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
+        if self.kept.len() < MAX_VIOLATIONS - 1 {
+            self.kept.push(FieldViolation::new(field, description));
+        } else {
+            self.dropped += 1;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.kept.is_empty() && self.dropped == 0
     }
 
-    /// Keeps `Some(value)` only when no violation was recorded.
-    pub fn finish<T>(self, value: T) -> Result<T, Error> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(Error::invalid(self.0))
+    /// Keeps `value` only when no violation was recorded.
+    pub fn finish<T>(mut self, value: T) -> Result<T, Error> {
+        if self.is_empty() {
+            return Ok(value);
         }
+        match self.dropped {
+            0 => {}
+            1 => self.kept.push(FieldViolation::new("", "one more violation not listed")),
+            n => self.kept.push(FieldViolation::new("", format!("{n} more violations not listed"))),
+        }
+        Err(Error::invalid(self.kept))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_are_capped_and_counted() {
+        let mut v = Violations::default();
+        for i in 0..250 {
+            v.push(format!("f{i}"), "bad");
+        }
+        let Err(Error::InvalidArgument { violations, .. }) = v.finish(()) else {
+            panic!("violations must fail");
+        };
+        assert_eq!(violations.len(), MAX_VIOLATIONS);
+        assert_eq!(violations[MAX_VIOLATIONS - 1].description, "151 more violations not listed");
+        let message = Error::invalid(violations).to_string();
+        assert!(message.contains("f4: bad; and 95 more"), "{message}");
+        assert!(!message.contains("f5:"), "{message}");
     }
 }
 

@@ -192,10 +192,12 @@ fn contacts_mut(fields: &mut ContactFields, field: Field) -> Option<&mut Vec<Con
 /// violation was recorded, in which case all of them did.
 fn parse_contacts(given: &[pb::Contact], path: &str, v: &mut Violations) -> Vec<Contact> {
     if given.len() > MAX_CONTACTS_PER_FIELD {
+        // Checking each of thousands of contacts would only bury this one fix.
         v.push(
             path,
             format!("must hold at most {MAX_CONTACTS_PER_FIELD} contacts"),
         );
+        return Vec::new();
     }
     let mut out = Vec::with_capacity(given.len());
     // (comparison key, index of first occurrence). Linear search: at most a
@@ -289,6 +291,7 @@ fn parse_operational_support(
             format!("{path}.windows"),
             format!("must hold at most {MAX_SUPPORT_WINDOWS} windows"),
         );
+        return None;
     }
     // Windows are validated even next to always_open: whichever the caller
     // meant to keep, it learns everything that is wrong in one round trip.
