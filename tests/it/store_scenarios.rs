@@ -1,1 +1,371 @@
-//! placeholder
+//! The storage scenario suite: every backend must pass every scenario.
+use std::collections::HashSet;
+
+use partner_contacts::domain::{
+    Contact, ContactFields, ContactInfo, ContactInfoName, DisplayName, Email, Environment, Field,
+    FieldSet, LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, SupportWindow,
+    Update, Weekday,
+};
+use partner_contacts::error::{Error, InvalidReason};
+use partner_contacts::store::{self, DynStore, RequestKey, StoreOptions};
+
+use crate::common::{self, Backend};
+use crate::on_both_backends;
+
+fn name(partner: &str, env: Environment) -> ContactInfoName {
+    ContactInfoName::new(PartnerId::parse(partner).expect("partner id"), env)
+}
+
+fn prod(partner: &str) -> ContactInfoName {
+    name(partner, Environment::Production)
+}
+
+fn contact(email: &str) -> Contact {
+    Contact {
+        email: Email::parse(email).expect("email"),
+        display_name: None,
+        phone_number: None,
+        language_code: None,
+    }
+}
+
+fn full_contact(email: &str) -> Contact {
+    Contact {
+        email: Email::parse(email).expect("email"),
+        display_name: Some(DisplayName::parse("Ops Team — 日本").expect("name")),
+        phone_number: Some(PhoneNumber::parse("+41 44 668 18 00").expect("phone")),
+        language_code: Some(LanguageCode::parse("pt-BR").expect("language")),
+    }
+}
+
+fn complete_fields() -> ContactFields {
+    ContactFields {
+        alert_contacts: vec![full_contact("alerts@example.com"), contact("b@example.com")],
+        technical_emergency_contacts: vec![contact("pager@example.com")],
+        technical_non_emergency_contacts: vec![contact("dev@example.com")],
+        merchant_issues_contacts: vec![contact("merchants@example.com")],
+        platform_operational_contacts: vec![contact("escalations@example.com")],
+        user_facing_operational_contacts: vec![contact("Support@Example.com")],
+        operational_support: Some(OperationalSupport::Windows(vec![
+            SupportWindow {
+                time_zone: "America/Los_Angeles".into(),
+                days: vec![Weekday::Monday, Weekday::Friday],
+                open_time: LocalTime::parse("22:00", false).expect("time"),
+                close_time: LocalTime::parse("02:00", true).expect("time"),
+            },
+            SupportWindow {
+                time_zone: "Europe/Zurich".into(),
+                days: vec![Weekday::Sunday],
+                open_time: LocalTime::parse("00:00", false).expect("time"),
+                close_time: LocalTime::parse("24:00", true).expect("time"),
+            },
+        ])),
+    }
+}
+
+fn replace_all(n: &ContactInfoName, fields: ContactFields) -> Update {
+    Update {
+        name: n.clone(),
+        patch: fields,
+        mask: FieldSet::all(),
+        expected_etag: None,
+    }
+}
+
+fn key(seed: u8) -> RequestKey {
+    RequestKey {
+        id: uuid::Uuid::new_v4(),
+        fingerprint: [seed; 32],
+    }
+}
+
+async fn save(s: &DynStore, update: &Update) -> ContactInfo {
+    s.update(update, None).await.expect("update")
+}
+
+async fn get(s: &DynStore, n: &ContactInfoName) -> Option<ContactInfo> {
+    s.get(n).await.expect("get")
+}
+
+async fn missing_resource_reads_as_none(backend: Backend) {
+    let t = common::store(backend).await;
+    assert_eq!(get(&t.store, &prod("nobody")).await, None);
+    t.store.ping().await.expect("ping");
+}
+
+async fn first_update_creates_and_round_trips_every_field(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let saved = save(&t.store, &replace_all(&n, complete_fields())).await;
+    assert_eq!(saved.revision, 1);
+    assert_eq!(saved.create_time, saved.update_time);
+    assert!(!saved.etag.is_empty());
+    assert_eq!(saved.fields, complete_fields());
+    assert_eq!(get(&t.store, &n).await, Some(saved));
+}
+
+async fn masked_update_keeps_untouched_fields(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let first = save(&t.store, &replace_all(&n, complete_fields())).await;
+    let mut mask = FieldSet::EMPTY;
+    mask.insert(Field::TechnicalEmergencyContacts);
+    mask.insert(Field::OperationalSupport);
+    let second = save(
+        &t.store,
+        &Update {
+            name: n.clone(),
+            patch: ContactFields {
+                technical_emergency_contacts: vec![contact("new-pager@example.com")],
+                // Not in the mask: must be ignored.
+                technical_non_emergency_contacts: vec![],
+                operational_support: Some(OperationalSupport::AlwaysOpen),
+                ..Default::default()
+            },
+            mask,
+            expected_etag: None,
+        },
+    )
+    .await;
+    assert_eq!(second.revision, 2);
+    assert_ne!(second.etag, first.etag);
+    assert_eq!(second.create_time, first.create_time);
+    assert!(second.update_time >= first.update_time);
+    let mut want = complete_fields();
+    want.technical_emergency_contacts = vec![contact("new-pager@example.com")];
+    want.operational_support = Some(OperationalSupport::AlwaysOpen);
+    assert_eq!(second.fields, want);
+    assert_eq!(get(&t.store, &n).await, Some(second));
+}
+
+async fn environments_are_separate_resources(backend: Backend) {
+    let t = common::store(backend).await;
+    let sandbox = name("acme", Environment::Sandbox);
+    let mut fields = complete_fields();
+    fields.alert_contacts.clear();
+    save(&t.store, &replace_all(&sandbox, fields)).await;
+    assert_eq!(get(&t.store, &prod("acme")).await, None);
+    assert_eq!(get(&t.store, &prod("acme2")).await, None);
+    assert!(get(&t.store, &sandbox).await.is_some());
+}
+
+async fn stale_etag_is_rejected_and_changes_nothing(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let first = save(&t.store, &replace_all(&n, complete_fields())).await;
+    let second = save(&t.store, &replace_all(&n, ContactFields::default())).await;
+    let stale = Update {
+        expected_etag: Some(first.etag.clone()),
+        ..replace_all(&n, complete_fields())
+    };
+    assert_eq!(t.store.update(&stale, None).await, Err(Error::EtagMismatch));
+    assert_eq!(get(&t.store, &n).await, Some(second.clone()));
+    let fresh = Update {
+        expected_etag: Some(second.etag.clone()),
+        ..replace_all(&n, complete_fields())
+    };
+    assert_eq!(t.store.update(&fresh, None).await.map(|i| i.revision), Ok(3));
+}
+
+async fn etag_on_a_missing_resource_is_rejected(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let update = Update {
+        expected_etag: Some("W/\"anything\"".into()),
+        ..replace_all(&n, complete_fields())
+    };
+    assert_eq!(t.store.update(&update, None).await, Err(Error::EtagMismatch));
+    assert_eq!(get(&t.store, &n).await, None);
+}
+
+async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let base = save(&t.store, &replace_all(&n, ContactFields::default())).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = t.store.clone();
+            let update = Update {
+                expected_etag: Some(base.etag.clone()),
+                ..replace_all(
+                    &n,
+                    ContactFields {
+                        technical_emergency_contacts: vec![contact(&format!("p{i}@example.com"))],
+                        ..Default::default()
+                    },
+                )
+            };
+            tokio::spawn(async move { store.update(&update, None).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(info) => winners.push(info),
+            Err(Error::EtagMismatch) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one update may win");
+    assert_eq!(get(&t.store, &n).await, Some(winners.remove(0)));
+}
+
+async fn concurrent_unconditional_creates_lose_nothing(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("racy");
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = t.store.clone();
+            let mut mask = FieldSet::EMPTY;
+            mask.insert(Field::TechnicalEmergencyContacts);
+            let update = Update {
+                name: n.clone(),
+                patch: ContactFields {
+                    technical_emergency_contacts: vec![contact(&format!("p{i}@example.com"))],
+                    ..Default::default()
+                },
+                mask,
+                expected_etag: None,
+            };
+            tokio::spawn(async move { store.update(&update, None).await })
+        })
+        .collect();
+    let mut revisions = HashSet::new();
+    for task in tasks {
+        let info = task.await.expect("task").expect("every unconditional update succeeds");
+        revisions.insert(info.revision);
+    }
+    // Every save got its own revision: none overwrote another unseen.
+    assert_eq!(revisions, (1..=20).collect());
+    assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(20));
+}
+
+async fn request_id_retry_returns_first_result_without_saving(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let k = key(1);
+    let update = replace_all(&n, complete_fields());
+    let first = t.store.update(&update, Some(&k)).await.expect("first");
+    // Someone else saves in between; the retry still answers as the first call did.
+    let between = save(&t.store, &replace_all(&n, ContactFields::default())).await;
+    let retry = t.store.update(&update, Some(&k)).await.expect("retry");
+    assert_eq!(retry, first);
+    assert_eq!(get(&t.store, &n).await, Some(between));
+}
+
+async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let k = key(1);
+    t.store
+        .update(&replace_all(&n, complete_fields()), Some(&k))
+        .await
+        .expect("first");
+    let reused = RequestKey {
+        id: k.id,
+        fingerprint: [2; 32],
+    };
+    let err = t
+        .store
+        .update(&replace_all(&n, ContactFields::default()), Some(&reused))
+        .await
+        .expect_err("reuse");
+    match err {
+        Error::InvalidArgument {
+            reason: InvalidReason::RequestIdReused,
+            violations,
+        } => assert_eq!(violations[0].field, "request_id"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(1));
+}
+
+async fn concurrent_retries_save_once(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let k = key(7);
+    let update = replace_all(&n, complete_fields());
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, update, k) = (t.store.clone(), update.clone(), k.clone());
+            tokio::spawn(async move { store.update(&update, Some(&k)).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task").expect("every retry succeeds"));
+    }
+    assert!(results.iter().all(|r| *r == results[0]));
+    assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(1));
+}
+
+async fn failed_update_does_not_consume_its_request_id(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let k = key(3);
+    let conditional = Update {
+        expected_etag: Some("W/\"stale\"".into()),
+        ..replace_all(&n, complete_fields())
+    };
+    assert_eq!(
+        t.store.update(&conditional, Some(&k)).await,
+        Err(Error::EtagMismatch)
+    );
+    // Only saved results are remembered, so the id is still free.
+    let saved = t
+        .store
+        .update(&replace_all(&n, complete_fields()), Some(&k))
+        .await
+        .expect("saved");
+    assert_eq!(saved.revision, 1);
+}
+
+async fn purged_request_ids_are_forgotten(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let k = key(4);
+    let update = replace_all(&n, complete_fields());
+    t.store.update(&update, Some(&k)).await.expect("first");
+    let kept = t
+        .store
+        .purge_request_ids(chrono::Utc::now() - store::REQUEST_ID_RETENTION)
+        .await
+        .expect("purge none");
+    assert_eq!(kept, 0);
+    assert_eq!(t.store.update(&update, Some(&k)).await.map(|i| i.revision), Ok(1));
+    let purged = t
+        .store
+        .purge_request_ids(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .expect("purge all");
+    assert_eq!(purged, 1);
+    assert_eq!(t.store.update(&update, Some(&k)).await.map(|i| i.revision), Ok(2));
+}
+
+async fn saved_data_survives_reopening(backend: Backend) {
+    let t = common::store(backend).await;
+    let n = prod("acme");
+    let saved = save(&t.store, &replace_all(&n, complete_fields())).await;
+    // A second process on the same database (and re-running migrations) sees it.
+    let reopened = store::open(&t.url, &StoreOptions::default())
+        .await
+        .expect("reopen");
+    assert_eq!(reopened.get(&n).await.expect("get"), Some(saved));
+}
+
+on_both_backends!(
+    missing_resource_reads_as_none,
+    first_update_creates_and_round_trips_every_field,
+    masked_update_keeps_untouched_fields,
+    environments_are_separate_resources,
+    stale_etag_is_rejected_and_changes_nothing,
+    etag_on_a_missing_resource_is_rejected,
+    concurrent_updates_with_one_etag_let_exactly_one_win,
+    concurrent_unconditional_creates_lose_nothing,
+    request_id_retry_returns_first_result_without_saving,
+    request_id_reused_for_another_request_is_invalid,
+    concurrent_retries_save_once,
+    failed_update_does_not_consume_its_request_id,
+    purged_request_ids_are_forgotten,
+    saved_data_survives_reopening,
+);
