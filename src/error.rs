@@ -75,14 +75,16 @@ impl Error {
     }
 }
 
-/// How many violations the status message spells out; all of them (up to
-/// `MAX_VIOLATIONS`) are in the `BadRequest` details.
+/// How many violations the status message spells out; the `BadRequest`
+/// details list more.
 const MESSAGE_VIOLATIONS: usize = 5;
 
-/// At most this many violations are reported: details travel in HTTP/2
-/// trailers, whose size is limited, and a caller fixing the first hundred
-/// problems will find the rest on the next try.
+/// At most this many violations are collected from one request: a request
+/// can hold many thousands of mistakes, and nobody fixes them from one list.
 pub const MAX_VIOLATIONS: usize = 100;
+
+/// The last entry of a list that was cut short.
+pub const MORE_VIOLATIONS: &str = "further violations not listed";
 
 fn describe_violations(violations: &[FieldViolation]) -> String {
     let mut out = String::from("invalid request");
@@ -93,10 +95,7 @@ fn describe_violations(violations: &[FieldViolation]) -> String {
         out.push_str(&v.description);
     }
     if violations.len() > MESSAGE_VIOLATIONS {
-        out.push_str(&format!(
-            "; and {} more (see the BadRequest details)",
-            violations.len() - MESSAGE_VIOLATIONS
-        ));
+        out.push_str("; more in the BadRequest details");
     }
     out
 }
@@ -105,20 +104,20 @@ fn describe_violations(violations: &[FieldViolation]) -> String {
 #[derive(Debug, Default)]
 pub struct Violations {
     kept: Vec<FieldViolation>,
-    dropped: usize,
+    cut: bool,
 }
 
 impl Violations {
     pub fn push(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        if self.kept.len() < MAX_VIOLATIONS - 1 {
+        if self.kept.len() < MAX_VIOLATIONS {
             self.kept.push(FieldViolation::new(field, description));
         } else {
-            self.dropped += 1;
+            self.cut = true;
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.kept.is_empty() && self.dropped == 0
+        self.kept.is_empty()
     }
 
     /// Keeps `value` only when no violation was recorded.
@@ -126,12 +125,16 @@ impl Violations {
         if self.is_empty() {
             return Ok(value);
         }
-        match self.dropped {
-            0 => {}
-            1 => self.kept.push(FieldViolation::new("", "one more violation not listed")),
-            n => self.kept.push(FieldViolation::new("", format!("{n} more violations not listed"))),
+        if self.cut {
+            self.kept.push(FieldViolation::new("", MORE_VIOLATIONS));
         }
         Err(Error::invalid(self.kept))
+    }
+}
+
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
     }
 }
 
@@ -140,7 +143,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn violations_are_capped_and_counted() {
+    fn violations_are_capped() {
         let mut v = Violations::default();
         for i in 0..250 {
             v.push(format!("f{i}"), "bad");
@@ -148,16 +151,13 @@ mod tests {
         let Err(Error::InvalidArgument { violations, .. }) = v.finish(()) else {
             panic!("violations must fail");
         };
-        assert_eq!(violations.len(), MAX_VIOLATIONS);
-        assert_eq!(violations[MAX_VIOLATIONS - 1].description, "151 more violations not listed");
+        assert_eq!(violations.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(violations[MAX_VIOLATIONS].description, MORE_VIOLATIONS);
         let message = Error::invalid(violations).to_string();
-        assert!(message.contains("f4: bad; and 95 more"), "{message}");
+        assert!(
+            message.contains("f4: bad; more in the BadRequest details"),
+            "{message}"
+        );
         assert!(!message.contains("f5:"), "{message}");
-    }
-}
-
-impl fmt::Display for FieldViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.description)
     }
 }

@@ -32,19 +32,27 @@ impl ContactsApi {
     }
 }
 
-/// A present `request_id` must be a UUID; the key also fingerprints the whole
-/// request so a reused id can be told from a retry.
+/// A present `request_id` must be a UUID in its usual hyphenated form (either
+/// case); the key also fingerprints the whole request so a reused id can be
+/// told from a retry.
 fn request_key(req: &pb::UpdateContactsRequest) -> Result<Option<RequestKey>, FieldViolation> {
     if req.request_id.is_empty() || req.validate_only {
         return Ok(None);
     }
-    let id = uuid::Uuid::try_parse(&req.request_id).map_err(|_| {
-        FieldViolation::new(
-            "request_id",
-            "must be a UUID, e.g. 2f1e9a9c-2d43-4b0e-9a4e-8c1f3b7d5e60",
-        )
-    })?;
-    let fingerprint = Sha256::digest(req.encode_to_vec()).into();
+    let id = uuid::Uuid::try_parse(&req.request_id)
+        .ok()
+        .filter(|_| req.request_id.len() == 36)
+        .ok_or_else(|| {
+            FieldViolation::new(
+                "request_id",
+                "must be a UUID in hyphenated form, e.g. 2f1e9a9c-2d43-4b0e-9a4e-8c1f3b7d5e60",
+            )
+        })?;
+    // Fingerprint the request as if the id were written in lowercase, so a
+    // retry that changes only the id's case is still the same request.
+    let mut canonical = req.clone();
+    canonical.request_id = id.hyphenated().to_string();
+    let fingerprint = Sha256::digest(canonical.encode_to_vec()).into();
     Ok(Some(RequestKey { id, fingerprint }))
 }
 
@@ -110,10 +118,22 @@ impl ContactsService for ContactsApi {
         request: Request<pb::CheckOnboardingGateRequest>,
     ) -> Result<Response<pb::CheckOnboardingGateResponse>, Status> {
         let req = request.into_inner();
-        let name = convert::parse_gate_name(&req.name).map_err(to_status)?;
-        // An unknown integration type is refused before any lookup.
+        // Both inputs are checked before any lookup, and reported together.
+        let name = match convert::parse_gate_name(&req.name) {
+            Ok(name) => name,
+            Err(Error::InvalidArgument { mut violations, .. }) => {
+                if let Err(Error::InvalidArgument {
+                    violations: more, ..
+                }) = self.policy.check_type(&req.integration_type)
+                {
+                    violations.extend(more);
+                }
+                return Err(to_status(Error::invalid(violations)));
+            }
+            Err(e) => return Err(to_status(e)),
+        };
         self.policy
-            .required(&req.integration_type, name.environment)
+            .check_type(&req.integration_type)
             .map_err(to_status)?;
         let current = self.store.get(&name).await.map_err(to_status)?;
         let result = self

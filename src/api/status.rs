@@ -4,18 +4,60 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::Error;
+use crate::error::{Error, FieldViolation, MORE_VIOLATIONS};
 
 /// `google.rpc.ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "partner-contacts";
 
+/// The status travels in HTTP/2 trailers (details base64-encoded), and
+/// clients refuse trailers over 16 KiB (hyper's default): past that a caller
+/// would get a protocol error instead of our answer. These budgets keep the
+/// whole status well under it.
+const DETAILS_BUDGET_BYTES: usize = 6 * 1024;
+const MESSAGE_BUDGET_BYTES: usize = 1024;
+
+/// The violations that fit the details budget, with a closing marker when
+/// some had to go.
+fn within_budget(violations: Vec<FieldViolation>) -> Vec<FieldViolation> {
+    let total = violations.len();
+    let mut used = MORE_VIOLATIONS.len() + 8;
+    let mut kept = Vec::with_capacity(total);
+    for v in violations {
+        if v.field.is_empty() && v.description == MORE_VIOLATIONS {
+            continue;
+        }
+        // Field, description and a few bytes of protobuf framing.
+        used += v.field.len() + v.description.len() + 8;
+        if used > DETAILS_BUDGET_BYTES {
+            break;
+        }
+        kept.push(v);
+    }
+    if kept.len() < total {
+        kept.push(FieldViolation::new("", MORE_VIOLATIONS));
+    }
+    kept
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MESSAGE_BUDGET_BYTES {
+        let mut end = MESSAGE_BUDGET_BYTES - 3;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
+}
+
 /// Exhaustive on purpose: a new error variant must decide what callers see.
 pub fn to_status(error: Error) -> Status {
-    let message = error.to_string();
+    let message = truncate(error.to_string());
     match error {
         Error::InvalidArgument { reason, violations } => {
             let mut details = ErrorDetails::new();
-            for v in violations {
+            for v in within_budget(violations) {
                 details.add_bad_request_violation(v.field, v.description);
             }
             details.set_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
@@ -76,6 +118,34 @@ mod tests {
         let info = details.error_info().expect("ErrorInfo");
         assert_eq!(info.reason, "FIELD_VIOLATIONS");
         assert_eq!(info.domain, ERROR_DOMAIN);
+    }
+
+    #[test]
+    fn big_answers_fit_in_trailers() {
+        let violations: Vec<_> = (0..100)
+            .map(|i| {
+                FieldViolation::new(format!("contact_info.f[{i}].phone_number"), "x".repeat(300))
+            })
+            .collect();
+        let status = to_status(Error::invalid(violations));
+        assert!(
+            status.message().len() <= MESSAGE_BUDGET_BYTES,
+            "{}",
+            status.message().len()
+        );
+        // The encoded google.rpc.Status repeats the message beside the details.
+        let encoded = status.details().len();
+        assert!(
+            encoded <= DETAILS_BUDGET_BYTES + MESSAGE_BUDGET_BYTES + 512,
+            "{encoded}"
+        );
+        let details = status.get_error_details();
+        let listed = &details.bad_request().expect("BadRequest").field_violations;
+        assert!(listed.len() > 10 && listed.len() < 100, "{}", listed.len());
+        assert_eq!(
+            listed.last().map(|v| v.description.as_str()),
+            Some(MORE_VIOLATIONS)
+        );
     }
 
     #[test]

@@ -109,6 +109,11 @@ impl GatePolicy {
         self.types.keys().map(String::as_str)
     }
 
+    /// Checks that `integration_type` is empty (the default) or known.
+    pub fn check_type(&self, integration_type: &str) -> Result<(), Error> {
+        self.lookup(integration_type).map(|_| ())
+    }
+
     /// The fields `integration_type` requires in `environment`. An empty type
     /// means the default; an unknown one is INVALID_ARGUMENT listing the known.
     pub fn required(
@@ -116,6 +121,14 @@ impl GatePolicy {
         integration_type: &str,
         environment: Environment,
     ) -> Result<(&str, FieldSet), Error> {
+        let (name, mut set) = self.lookup(integration_type)?;
+        if environment == Environment::Sandbox {
+            set.remove(Field::AlertContacts);
+        }
+        Ok((name, set))
+    }
+
+    fn lookup(&self, integration_type: &str) -> Result<(&str, FieldSet), Error> {
         let key = if integration_type.is_empty() {
             self.default_type.as_str()
         } else {
@@ -134,11 +147,7 @@ impl GatePolicy {
                 )],
             });
         };
-        let mut set = *set;
-        if environment == Environment::Sandbox {
-            set.remove(Field::AlertContacts);
-        }
-        Ok((name.as_str(), set))
+        Ok((name.as_str(), *set))
     }
 
     /// Evaluates the gate. `fields` is `None` when nothing was saved yet.

@@ -98,3 +98,86 @@ fn error_kind(e: &sqlx::Error) -> &'static str {
         _ => "other error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database error as a driver would report it; the message quotes a
+    /// value, as PostgreSQL's constraint messages do.
+    #[derive(Debug)]
+    struct FakeDbError(&'static str);
+
+    impl std::fmt::Display for FakeDbError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Key (email)=(secret@example.com) already exists")
+        }
+    }
+
+    impl std::error::Error for FakeDbError {}
+
+    impl sqlx::error::DatabaseError for FakeDbError {
+        fn message(&self) -> &str {
+            "Key (email)=(secret@example.com) already exists"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn db(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(FakeDbError(code)))
+    }
+
+    #[test]
+    fn retryable_failures_are_unavailable() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            io,
+            db("08006"),
+            db("57P01"),
+            db("53300"),
+            db("40001"),
+            db("40P01"),
+            db("5"),
+            db("517"),
+        ] {
+            assert!(
+                matches!(to_error(&e, "op"), Error::Unavailable { .. }),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_failures_are_internal_and_quote_nothing() {
+        for e in [
+            db("23505"),
+            db("42601"),
+            db("2067"),
+            sqlx::Error::RowNotFound,
+        ] {
+            let err = to_error(&e, "write contact info");
+            let Error::Internal { detail } = &err else {
+                panic!("{e:?} gave {err:?}");
+            };
+            assert!(!detail.contains("secret@example.com"), "{detail}");
+            assert!(detail.starts_with("write contact info failed"), "{detail}");
+        }
+    }
+}

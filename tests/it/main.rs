@@ -3,4 +3,5 @@
 mod common;
 
 mod api;
+mod outage;
 mod store_scenarios;

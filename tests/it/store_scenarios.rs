@@ -164,7 +164,10 @@ async fn stale_etag_is_rejected_and_changes_nothing(backend: Backend) {
         expected_etag: Some(second.etag.clone()),
         ..replace_all(&n, complete_fields())
     };
-    assert_eq!(t.store.update(&fresh, None).await.map(|i| i.revision), Ok(3));
+    assert_eq!(
+        t.store.update(&fresh, None).await.map(|i| i.revision),
+        Ok(3)
+    );
 }
 
 async fn etag_on_a_missing_resource_is_rejected(backend: Backend) {
@@ -174,7 +177,10 @@ async fn etag_on_a_missing_resource_is_rejected(backend: Backend) {
         expected_etag: Some("W/\"anything\"".into()),
         ..replace_all(&n, complete_fields())
     };
-    assert_eq!(t.store.update(&update, None).await, Err(Error::EtagMismatch));
+    assert_eq!(
+        t.store.update(&update, None).await,
+        Err(Error::EtagMismatch)
+    );
     assert_eq!(get(&t.store, &n).await, None);
 }
 
@@ -232,7 +238,10 @@ async fn concurrent_unconditional_creates_lose_nothing(backend: Backend) {
         .collect();
     let mut revisions = HashSet::new();
     for task in tasks {
-        let info = task.await.expect("task").expect("every unconditional update succeeds");
+        let info = task
+            .await
+            .expect("task")
+            .expect("every unconditional update succeeds");
         revisions.insert(info.revision);
     }
     // Every save got its own revision: none overwrote another unseen.
@@ -332,14 +341,20 @@ async fn purged_request_ids_are_forgotten(backend: Backend) {
         .await
         .expect("purge none");
     assert_eq!(kept, 0);
-    assert_eq!(t.store.update(&update, Some(&k)).await.map(|i| i.revision), Ok(1));
+    assert_eq!(
+        t.store.update(&update, Some(&k)).await.map(|i| i.revision),
+        Ok(1)
+    );
     let purged = t
         .store
         .purge_request_ids(chrono::Utc::now() + chrono::Duration::seconds(1))
         .await
         .expect("purge all");
     assert_eq!(purged, 1);
-    assert_eq!(t.store.update(&update, Some(&k)).await.map(|i| i.revision), Ok(2));
+    assert_eq!(
+        t.store.update(&update, Some(&k)).await.map(|i| i.revision),
+        Ok(2)
+    );
 }
 
 async fn saved_data_survives_reopening(backend: Backend) {

@@ -14,7 +14,10 @@ pub fn bad_names() -> Vec<String> {
         "partners/Acme/environments/production/contactInfo".to_owned(),
         "partners/acme/environments/production".to_owned(),
         "partners/acme/environments/production/contactinfo".to_owned(),
-        format!("partners/{}/environments/production/contactInfo", "a".repeat(64)),
+        format!(
+            "partners/{}/environments/production/contactInfo",
+            "a".repeat(64)
+        ),
         "partners/-acme/environments/production/contactInfo".to_owned(),
         "partners/ac_me/environments/production/contactInfo".to_owned(),
         "partners//environments/production/contactInfo".to_owned(),
@@ -35,7 +38,10 @@ async fn not_found_when_nothing_saved(backend: Backend) {
 
     // Each partner and environment is its own resource.
     save(&mut c, put(complete_info(PROD))).await;
-    for other in [SANDBOX, "partners/acme2/environments/production/contactInfo"] {
+    for other in [
+        SANDBOX,
+        "partners/acme2/environments/production/contactInfo",
+    ] {
         let s = expect_code(get(&mut c, other).await, Code::NotFound);
         assert_eq!(error_reason(&s), "RESOURCE_NOT_FOUND");
     }
@@ -53,7 +59,10 @@ async fn bad_names_are_invalid_argument(backend: Backend) {
 async fn edge_partner_ids_are_valid_names(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut c = server.client.clone();
-    let longest = format!("partners/{}/environments/sandbox/contactInfo", "a".repeat(63));
+    let longest = format!(
+        "partners/{}/environments/sandbox/contactInfo",
+        "a".repeat(63)
+    );
     for name in [
         "partners/12345/environments/production/contactInfo",
         "partners/0-a/environments/sandbox/contactInfo",

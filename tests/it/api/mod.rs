@@ -166,7 +166,9 @@ pub async fn update(
     c: &mut Client,
     req: pb::UpdateContactsRequest,
 ) -> Result<pb::ContactInfo, Status> {
-    c.update_contacts(req).await.map(tonic::Response::into_inner)
+    c.update_contacts(req)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// An update that must succeed.
@@ -266,7 +268,10 @@ pub fn violations(s: &Status) -> Vec<String> {
         .collect();
     assert_eq!(bad.len(), 1, "want exactly one BadRequest: {s:?}");
     for v in &bad[0].field_violations {
-        assert!(!v.description.is_empty(), "violation without description: {v:?}");
+        assert!(
+            !v.description.is_empty(),
+            "violation without description: {v:?}"
+        );
     }
     bad[0]
         .field_violations

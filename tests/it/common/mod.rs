@@ -61,6 +61,24 @@ pub fn test_database_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
 }
 
+/// The socket address of the test PostgreSQL server (host and port of
+/// `TEST_DATABASE_URL`).
+pub fn pg_server_addr() -> std::net::SocketAddr {
+    let url = test_database_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&host_port)
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("cannot resolve the PostgreSQL address in {url}"))
+}
+
 /// Replaces the database name in a PostgreSQL URL.
 fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -96,12 +114,11 @@ async fn fresh_pg_database() -> (String, Cleanup) {
         .unwrap_or(0);
     // Leftovers of crashed runs older than an hour go; newer ones may be a
     // concurrent run's.
-    let old: Vec<(String,)> = sqlx::query_as(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'pct\\_%'",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .expect("list test databases");
+    let old: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'pct\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .expect("list test databases");
     for (name,) in old {
         let stamp = name
             .strip_prefix(PG_PREFIX)
@@ -127,6 +144,16 @@ async fn fresh_pg_database() -> (String, Cleanup) {
 }
 
 pub async fn store(backend: Backend) -> TestStore {
+    store_with(backend, StoreOptions::default(), |url| url.to_owned()).await
+}
+
+/// A fresh store opened with `options` through the URL `route` makes of the
+/// real one (e.g. through a proxy).
+pub async fn store_with(
+    backend: Backend,
+    options: StoreOptions,
+    route: impl FnOnce(&str) -> String,
+) -> TestStore {
     let (url, cleanup) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -135,7 +162,8 @@ pub async fn store(backend: Backend) -> TestStore {
         }
         Backend::Postgres => fresh_pg_database().await,
     };
-    let store = store::open(&url, &StoreOptions::default())
+    let url = route(&url);
+    let store = store::open(&url, &options)
         .await
         .unwrap_or_else(|e| panic!("open {backend:?} store: {e}"));
     TestStore {
@@ -161,7 +189,10 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, policy: GatePolicy) -> Self {
-        let store = store(backend).await;
+        Self::start_on(store(backend).await, policy).await
+    }
+
+    pub async fn start_on(store: TestStore, policy: GatePolicy) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -235,4 +266,78 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut, to play a database
+/// outage, and restore on the same port.
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let mut proxy = Self {
+            addr,
+            target,
+            task: None,
+        };
+        proxy.task = Some(tokio::spawn(Self::run(listener, target)));
+        proxy
+    }
+
+    async fn run(listener: tokio::net::TcpListener, target: std::net::SocketAddr) {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+        // Dropping the JoinSet aborts every open connection.
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    /// Accepts connections again on the same address.
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("rebind proxy");
+        self.task = Some(tokio::spawn(Self::run(listener, self.target)));
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn route(&self, url: &str) -> String {
+        let scheme_end = url.find("://").map_or(0, |i| i + 3);
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        let userinfo = authority.rsplit_once('@').map(|(u, _)| u);
+        let mut out = url[..scheme_end].to_owned();
+        if let Some(u) = userinfo {
+            out.push_str(u);
+            out.push('@');
+        }
+        out.push_str(&self.addr.to_string());
+        out.push_str(&rest[authority_end..]);
+        out
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }

@@ -1,0 +1,83 @@
+//! Database outages reach callers as UNAVAILABLE, quickly, and the service
+//! recovers by itself when the database returns.
+use std::time::{Duration, Instant};
+
+use partner_contacts::domain::GatePolicy;
+use partner_contacts::pb;
+use partner_contacts::store::StoreOptions;
+use tonic::Code;
+
+use crate::common::{self, Backend, TcpProxy, TestServer};
+
+const NAME: &str = "partners/acme/environments/production/contactInfo";
+
+fn get_request() -> pb::GetContactsRequest {
+    pb::GetContactsRequest { name: NAME.into() }
+}
+
+fn update_request() -> pb::UpdateContactsRequest {
+    pb::UpdateContactsRequest {
+        contact_info: Some(pb::ContactInfo {
+            name: NAME.into(),
+            technical_emergency_contacts: vec![pb::Contact {
+                email: "pager@example.com".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_is_unavailable_and_recovers() {
+    let mut proxy = TcpProxy::start(common::pg_server_addr()).await;
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_millis(500),
+        ..StoreOptions::default()
+    };
+    let store = common::store_with(Backend::Postgres, options, |url| proxy.route(url)).await;
+    let server = TestServer::start_on(store, GatePolicy::builtin()).await;
+    let mut client = server.client.clone();
+    let saved = client
+        .update_contacts(update_request())
+        .await
+        .expect("save before the outage")
+        .into_inner();
+
+    proxy.cut();
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let get = client
+            .get_contacts(get_request())
+            .await
+            .expect_err("database is down");
+        assert_eq!(get.code(), Code::Unavailable, "attempt {attempt}: {get:?}");
+        assert!(!get.message().to_lowercase().contains("select"), "{get:?}");
+        let update = client
+            .update_contacts(update_request())
+            .await
+            .expect_err("database is down");
+        assert_eq!(update.code(), Code::Unavailable, "{update:?}");
+        // Fails fast: about the acquire timeout, not sqlx's 30 s default.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        match client.get_contacts(get_request()).await {
+            Ok(r) => break r.into_inner(),
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("did not recover: {e:?}"),
+        }
+    };
+    assert_eq!(back, saved, "nothing acknowledged was lost");
+}
