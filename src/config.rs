@@ -38,6 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Apply the database migrations and exit (the server also applies them at start).
     Migrate,
+    /// Print a development token signed with the auth config's HS256 secret.
+    Token(crate::auth::TokenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +55,11 @@ pub struct ServeArgs {
     /// Onboarding gate policy file (TOML, see deploy/gate-policy.toml). Default: the built-in policy.
     #[arg(long, env = "PARTNER_CONTACTS_GATE_POLICY")]
     pub gate_policy: Option<PathBuf>,
+
+    /// Identity configuration (TOML: JWT keys, mTLS). Without it the server
+    /// treats every caller as a full-access developer and listens on loopback only.
+    #[arg(long, env = "PARTNER_CONTACTS_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
 
     /// Seconds in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(

@@ -40,6 +40,16 @@ impl InvalidReason {
     }
 }
 
+/// One unmet precondition (AIP-193 `PreconditionFailure.Violation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    /// UPPER_SNAKE kind, e.g. `NOT_A_PORTAL_USER`.
+    pub kind: &'static str,
+    /// What it concerns, e.g. a field path. Never a personal value.
+    pub subject: String,
+    pub description: String,
+}
+
 /// Every way a call can fail. Closed on purpose: adding a variant forces the
 /// status mapping to decide what callers see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,8 +59,22 @@ pub enum Error {
         reason: InvalidReason,
         violations: Vec<FieldViolation>,
     },
+    /// No credentials, or credentials that do not verify.
+    #[error("{message}")]
+    Unauthenticated { message: String },
+    /// The caller may not do this; the message never tells whether the
+    /// resource exists.
+    #[error("{message}")]
+    PermissionDenied { message: String },
     #[error("{name} not found")]
     NotFound { name: String },
+    #[error("{name} already exists")]
+    AlreadyExists { name: String },
+    /// The request is valid but the system is not in a state that allows it.
+    #[error("{}", describe_preconditions(.violations))]
+    FailedPrecondition {
+        violations: Vec<PreconditionViolation>,
+    },
     #[error("the etag does not match the stored one: the resource was changed since it was read")]
     EtagMismatch,
     /// The store could not be reached or timed out; a retry may succeed.
@@ -85,6 +109,17 @@ pub const MAX_VIOLATIONS: usize = 100;
 
 /// The last entry of a list that was cut short.
 pub const MORE_VIOLATIONS: &str = "further violations not listed";
+
+fn describe_preconditions(violations: &[PreconditionViolation]) -> String {
+    let mut out = String::from("failed precondition");
+    for (i, v) in violations.iter().take(MESSAGE_VIOLATIONS).enumerate() {
+        out.push_str(if i == 0 { ": " } else { "; " });
+        out.push_str(&v.subject);
+        out.push_str(": ");
+        out.push_str(&v.description);
+    }
+    out
+}
 
 fn describe_violations(violations: &[FieldViolation]) -> String {
     let mut out = String::from("invalid request");

@@ -10,6 +10,7 @@ pub mod pb {
 }
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;

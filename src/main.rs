@@ -8,7 +8,8 @@ use clap::Parser;
 use partner_contacts::config::{Cli, Command};
 use partner_contacts::domain::GatePolicy;
 use partner_contacts::server::{self, ServerSettings};
-use partner_contacts::{store, telemetry};
+use partner_contacts::{auth, store, telemetry};
+use tonic::transport::ServerTlsConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,6 +29,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    if let Some(Command::Token(args)) = &cli.command {
+        println!("{}", auth::mint(args)?);
+        return Ok(());
+    }
+    let (authenticator, tls) = identity(&cli)?;
     let url = cli.database.url();
     store::prepare_sqlite_dir(&url)?;
     // Policy problems are operator errors: refuse to start rather than gate wrongly.
@@ -41,7 +47,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     };
     let store = store::open(&url, &cli.database.store_options()).await?;
-    if let Some(Command::Migrate) = cli.command {
+    if matches!(cli.command, Some(Command::Migrate)) {
         println!("migrations applied ({})", store::describe_url(&url));
         return Ok(());
     }
@@ -53,17 +59,49 @@ async fn run(cli: Cli) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     println!(
-        "partner-contacts listening on {addr} (gRPC, plaintext), store: {}",
-        store::describe_url(&url)
+        "partner-contacts listening on {addr} (gRPC, {}), store: {}, identity: {}",
+        if tls.is_some() { "TLS" } else { "plaintext" },
+        store::describe_url(&url),
+        if authenticator.is_enabled() {
+            "required"
+        } else {
+            "none (development: every caller has full access)"
+        }
     );
     server::serve(
         store,
         ServerSettings {
             policy: Arc::new(policy),
+            auth: Arc::new(authenticator),
+            tls,
             shutdown_grace: Duration::from_secs(cli.serve.shutdown_grace_seconds),
         },
         listener,
         server::shutdown_signal(),
     )
     .await
+}
+
+/// The authenticator and TLS settings. Without an auth config the server runs
+/// in development mode, which is only safe on loopback.
+fn identity(cli: &Cli) -> Result<(auth::Authenticator, Option<ServerTlsConfig>), String> {
+    let Some(path) = &cli.serve.auth_config else {
+        if !cli.serve.listen.ip().is_loopback() {
+            return Err(format!(
+                "refusing to listen on {} without authentication: every caller would have \
+                 full access. Pass --auth-config (see the README, \"Identity\") or listen on \
+                 127.0.0.1",
+                cli.serve.listen
+            ));
+        }
+        tracing::warn!(
+            "no --auth-config: development mode, every caller is treated as a full-access \
+             developer; listening on loopback only"
+        );
+        return Ok((auth::Authenticator::disabled(), None));
+    };
+    let config = auth::load(path)?;
+    let authenticator = auth::Authenticator::from_config(&config)?;
+    let tls = auth::tls_config(&config)?;
+    Ok((authenticator, tls))
 }

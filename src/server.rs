@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::api::ContactsApi;
+use crate::auth::Authenticator;
 use crate::domain::GatePolicy;
 use crate::pb;
 use crate::store::{DynStore, REQUEST_ID_RETENTION};
@@ -25,6 +26,10 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub policy: Arc<GatePolicy>,
+    /// Who callers are; `Authenticator::disabled()` in development.
+    pub auth: Arc<Authenticator>,
+    /// TLS (and mTLS when it names a client CA); plaintext when `None`.
+    pub tls: Option<ServerTlsConfig>,
     /// After a shutdown signal, how long in-flight calls may take before the
     /// server stops anyway.
     pub shutdown_grace: Duration,
@@ -59,7 +64,12 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| format!("reflection v1alpha: {e}"))?;
 
-    let api = ContactsApi::new(store.clone(), settings.policy.clone()).into_service();
+    let api = ContactsApi::new(
+        store.clone(),
+        settings.policy.clone(),
+        settings.auth.clone(),
+    )
+    .into_service();
 
     // Health writes go through one lock so the probe can never report
     // SERVING again once draining has begun.
@@ -82,7 +92,13 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
 
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = settings.tls.clone() {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -5,8 +5,8 @@ use crate::{
     domain::{
         Contact, ContactFields, ContactInfo, ContactInfoName, DisplayName, Email, Environment,
         Field, FieldSet, FindingReason, GateResult, LanguageCode, LocalTime,
-        MAX_CONTACTS_PER_FIELD, MAX_SUPPORT_WINDOWS, OperationalSupport, PhoneNumber,
-        SupportWindow, Update, Weekday,
+        MAX_CONTACTS_PER_FIELD, MAX_SUPPORT_WINDOWS, OperationalSupport, PhoneNumber, ReadView,
+        Revision, SupportWindow, Update, Weekday,
     },
     error::{Error, Violations},
     pb,
@@ -398,15 +398,54 @@ fn weekday_to_pb(d: Weekday) -> pb::DayOfWeek {
     }
 }
 
-/// Domain -> proto.
-pub fn contact_info_to_pb(info: &ContactInfo) -> pb::ContactInfo {
+/// Domain -> proto, through the caller's audience filter: there is no way to
+/// encode contact fields without naming who will see them.
+pub fn contact_info_to_pb(info: &ContactInfo, view: ReadView) -> pb::ContactInfo {
     resource_to_pb(
         &info.name,
-        &info.fields,
+        &visible(&info.fields, view),
         &info.etag,
         Some(info.create_time),
         Some(info.update_time),
     )
+}
+
+fn visible(fields: &ContactFields, view: ReadView) -> ContactFields {
+    let mut fields = fields.clone();
+    view.apply(&mut fields);
+    fields
+}
+
+/// One revision, through the caller's audience filter (its changed fields
+/// too: a hidden field's name is not for this caller either).
+pub fn revision_to_pb(revision: &Revision, view: ReadView) -> pb::ContactInfoRevision {
+    pb::ContactInfoRevision {
+        name: format!(
+            "{}/revisions/{}",
+            revision.info.name, revision.info.revision
+        ),
+        actor: revision.actor.clone(),
+        create_time: Some(timestamp(revision.info.update_time)),
+        request_id: revision
+            .request_id
+            .map_or_else(String::new, |id| id.hyphenated().to_string()),
+        changed_fields: revision
+            .changed
+            .iter()
+            .filter(|f| view.shows(*f))
+            .map(|f| f.as_str().to_owned())
+            .collect(),
+        contact_info: Some(contact_info_to_pb(&revision.info, view)),
+    }
+}
+
+/// A request timestamp as a time; violations on `field`.
+pub fn parse_time(t: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, Error> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .filter(|_| t.nanos < 1_000_000_000)
+        .ok_or_else(|| Error::invalid_field(field, "must be a valid timestamp"))
 }
 
 /// The would-be resource for `validate_only`: `fields` under `name`, with the
@@ -416,10 +455,11 @@ pub fn preview_to_pb(
     name: &ContactInfoName,
     fields: &ContactFields,
     current: Option<&ContactInfo>,
+    view: ReadView,
 ) -> pb::ContactInfo {
     resource_to_pb(
         name,
-        fields,
+        &visible(fields, view),
         current.map_or("", |c| c.etag.as_str()),
         current.map(|c| c.create_time),
         current.map(|c| c.update_time),
@@ -506,6 +546,7 @@ pub fn gate_to_pb(
                     FindingReason::RequiredFieldMissing => {
                         pb::GateFindingReason::RequiredFieldMissing
                     }
+                    FindingReason::NotAPortalUser => pb::GateFindingReason::NotAPortalUser,
                 } as i32,
                 message: f.message.clone(),
             })
@@ -652,7 +693,7 @@ mod tests {
         assert_eq!(update.expected_etag, None);
         let now = now_micros();
         let saved = update.apply(None, now).expect("apply");
-        let out = contact_info_to_pb(&saved);
+        let out = contact_info_to_pb(&saved, ReadView::Full);
 
         let mut want = input;
         want.alert_contacts[0].phone_number = "+16502530000".into();
@@ -662,11 +703,11 @@ mod tests {
         want.update_time = Some(timestamp(now));
         assert_eq!(out, want);
 
-        let preview = preview_to_pb(&saved.name, &saved.fields, None);
+        let preview = preview_to_pb(&saved.name, &saved.fields, None, ReadView::Full);
         assert_eq!(preview.etag, "");
         assert_eq!(preview.create_time, None);
         assert_eq!(preview.update_time, None);
-        let preview = preview_to_pb(&saved.name, &saved.fields, Some(&saved));
+        let preview = preview_to_pb(&saved.name, &saved.fields, Some(&saved), ReadView::Full);
         assert_eq!(preview, want);
     }
 
@@ -688,7 +729,7 @@ mod tests {
             update.patch.operational_support,
             Some(OperationalSupport::AlwaysOpen)
         );
-        let out = preview_to_pb(&update.name, &update.patch, None);
+        let out = preview_to_pb(&update.name, &update.patch, None, ReadView::Full);
         assert_eq!(out.operational_support, info.operational_support);
     }
 
@@ -1097,7 +1138,7 @@ mod tests {
     fn gate_response() {
         let policy = crate::domain::GatePolicy::builtin();
         let result = policy
-            .evaluate("", Environment::Sandbox, None)
+            .evaluate("", Environment::Sandbox, None, &Default::default())
             .expect("default type");
         let t = DateTime::from_timestamp(1_700_000_000, 123_000).expect("valid");
         let out = gate_to_pb(&result, None, t);

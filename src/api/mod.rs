@@ -1,18 +1,19 @@
-//! gRPC handlers: decode, call the domain and store, encode.
+//! gRPC handlers: authenticate, authorise, decode, call the domain and store, encode.
+mod contacts;
 pub mod convert;
+pub mod paging;
 pub mod status;
+mod users;
 
 use std::sync::Arc;
 
-use prost::Message;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use crate::domain::{GatePolicy, now_micros};
-use crate::error::{Error, FieldViolation};
+use crate::auth::Authenticator;
+use crate::domain::{Action, GatePolicy, Principal, partner_segment};
 use crate::pb::{self, contacts_service_server::ContactsService};
-use crate::store::{DynStore, RequestKey};
+use crate::store::DynStore;
 use status::to_status;
 
 /// The `partnerportal.contacts.v1.ContactsService` implementation.
@@ -20,40 +21,41 @@ use status::to_status;
 pub struct ContactsApi {
     store: DynStore,
     policy: Arc<GatePolicy>,
+    auth: Arc<Authenticator>,
 }
 
 impl ContactsApi {
-    pub fn new(store: DynStore, policy: Arc<GatePolicy>) -> Self {
-        Self { store, policy }
+    pub fn new(store: DynStore, policy: Arc<GatePolicy>, auth: Arc<Authenticator>) -> Self {
+        Self {
+            store,
+            policy,
+            auth,
+        }
     }
 
     pub fn into_service(self) -> pb::contacts_service_server::ContactsServiceServer<Self> {
         pb::contacts_service_server::ContactsServiceServer::new(self)
     }
-}
 
-/// A present `request_id` must be a UUID in its usual hyphenated form (either
-/// case); the key also fingerprints the whole request so a reused id can be
-/// told from a retry.
-fn request_key(req: &pb::UpdateContactsRequest) -> Result<Option<RequestKey>, FieldViolation> {
-    if req.request_id.is_empty() || req.validate_only {
-        return Ok(None);
+    /// Authenticates the caller and authorises `action` on the partner that
+    /// `resource` (a request's name or parent, not yet validated) names:
+    /// AIP-211 order, so a refused caller learns nothing from validation.
+    fn admit<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        resource: &str,
+    ) -> Result<Principal, Status> {
+        let certs = request.peer_certs();
+        let principal = self
+            .auth
+            .authenticate(request.metadata(), certs.as_deref().map(|c| c.as_slice()))
+            .map_err(to_status)?;
+        principal
+            .authorize(action, partner_segment(resource))
+            .map_err(to_status)?;
+        Ok(principal)
     }
-    let id = uuid::Uuid::try_parse(&req.request_id)
-        .ok()
-        .filter(|_| req.request_id.len() == 36)
-        .ok_or_else(|| {
-            FieldViolation::new(
-                "request_id",
-                "must be a UUID in hyphenated form, e.g. 2f1e9a9c-2d43-4b0e-9a4e-8c1f3b7d5e60",
-            )
-        })?;
-    // Fingerprint the request as if the id were written in lowercase, so a
-    // retry that changes only the id's case is still the same request.
-    let mut canonical = req.clone();
-    canonical.request_id = id.hyphenated().to_string();
-    let fingerprint = Sha256::digest(canonical.encode_to_vec()).into();
-    Ok(Some(RequestKey { id, fingerprint }))
 }
 
 #[tonic::async_trait]
@@ -63,14 +65,16 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<pb::GetContactsRequest>,
     ) -> Result<Response<pb::ContactInfo>, Status> {
-        let req = request.into_inner();
-        let name = convert::parse_name(&req.name).map_err(to_status)?;
-        match self.store.get(&name).await.map_err(to_status)? {
-            Some(info) => Ok(Response::new(convert::contact_info_to_pb(&info))),
-            None => Err(to_status(Error::NotFound {
-                name: name.to_string(),
-            })),
-        }
+        let action = if request.get_ref().read_time.is_some() {
+            Action::ReadHistory
+        } else {
+            Action::ReadContacts
+        };
+        let principal = self.admit(&request, action, &request.get_ref().name)?;
+        contacts::get(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
     }
 
     #[instrument(skip_all, fields(rpc = "UpdateContacts"))]
@@ -78,38 +82,16 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<pb::UpdateContactsRequest>,
     ) -> Result<Response<pb::ContactInfo>, Status> {
-        let req = request.into_inner();
-        // Report every problem at once: the request id is checked beside the body.
-        let (update, key) = match (convert::parse_update(&req), request_key(&req)) {
-            (Ok(update), Ok(key)) => (update, key),
-            (
-                Err(Error::InvalidArgument {
-                    reason,
-                    mut violations,
-                }),
-                Err(v),
-            ) => {
-                violations.push(v);
-                return Err(to_status(Error::InvalidArgument { reason, violations }));
-            }
-            (Err(e), _) => return Err(to_status(e)),
-            (Ok(_), Err(v)) => return Err(to_status(Error::invalid(vec![v]))),
-        };
-        if req.validate_only {
-            let current = self.store.get(&update.name).await.map_err(to_status)?;
-            let fields = update.merge_onto(current.as_ref()).map_err(to_status)?;
-            return Ok(Response::new(convert::preview_to_pb(
-                &update.name,
-                &fields,
-                current.as_ref(),
-            )));
-        }
-        let saved = self
-            .store
-            .update(&update, key.as_ref())
+        let name = request
+            .get_ref()
+            .contact_info
+            .as_ref()
+            .map_or("", |c| c.name.as_str());
+        let principal = self.admit(&request, Action::UpdateContacts, name)?;
+        contacts::update(self, &principal, request.into_inner())
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(convert::contact_info_to_pb(&saved)))
+            .map(Response::new)
+            .map_err(to_status)
     }
 
     #[instrument(skip_all, fields(rpc = "CheckOnboardingGate"))]
@@ -117,37 +99,74 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<pb::CheckOnboardingGateRequest>,
     ) -> Result<Response<pb::CheckOnboardingGateResponse>, Status> {
-        let req = request.into_inner();
-        // Both inputs are checked before any lookup, and reported together.
-        let name = match convert::parse_gate_name(&req.name) {
-            Ok(name) => name,
-            Err(Error::InvalidArgument { mut violations, .. }) => {
-                if let Err(Error::InvalidArgument {
-                    violations: more, ..
-                }) = self.policy.check_type(&req.integration_type)
-                {
-                    violations.extend(more);
-                }
-                return Err(to_status(Error::invalid(violations)));
-            }
-            Err(e) => return Err(to_status(e)),
-        };
-        self.policy
-            .check_type(&req.integration_type)
-            .map_err(to_status)?;
-        let current = self.store.get(&name).await.map_err(to_status)?;
-        let result = self
-            .policy
-            .evaluate(
-                &req.integration_type,
-                name.environment,
-                current.as_ref().map(|c| &c.fields),
-            )
-            .map_err(to_status)?;
-        Ok(Response::new(convert::gate_to_pb(
-            &result,
-            current.as_ref().map(|c| c.etag.as_str()),
-            now_micros(),
-        )))
+        self.admit(&request, Action::CheckGate, &request.get_ref().name)?;
+        contacts::check_gate(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    #[instrument(skip_all, fields(rpc = "ListContactInfoRevisions"))]
+    async fn list_contact_info_revisions(
+        &self,
+        request: Request<pb::ListContactInfoRevisionsRequest>,
+    ) -> Result<Response<pb::ListContactInfoRevisionsResponse>, Status> {
+        let principal = self.admit(&request, Action::ReadHistory, &request.get_ref().name)?;
+        contacts::list_revisions(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    #[instrument(skip_all, fields(rpc = "ListPortalUsers"))]
+    async fn list_portal_users(
+        &self,
+        request: Request<pb::ListPortalUsersRequest>,
+    ) -> Result<Response<pb::ListPortalUsersResponse>, Status> {
+        self.admit(&request, Action::ListPortalUsers, &request.get_ref().parent)?;
+        users::list(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    #[instrument(skip_all, fields(rpc = "GrantPortalAccess"))]
+    async fn grant_portal_access(
+        &self,
+        request: Request<pb::GrantPortalAccessRequest>,
+    ) -> Result<Response<pb::PortalUser>, Status> {
+        let principal = self.admit(
+            &request,
+            Action::ManagePortalUsers,
+            &request.get_ref().parent,
+        )?;
+        users::grant(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    #[instrument(skip_all, fields(rpc = "UpdatePortalUserRole"))]
+    async fn update_portal_user_role(
+        &self,
+        request: Request<pb::UpdatePortalUserRoleRequest>,
+    ) -> Result<Response<pb::PortalUser>, Status> {
+        let principal = self.admit(&request, Action::ManagePortalUsers, &request.get_ref().name)?;
+        users::update_role(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    #[instrument(skip_all, fields(rpc = "RevokePortalAccess"))]
+    async fn revoke_portal_access(
+        &self,
+        request: Request<pb::RevokePortalAccessRequest>,
+    ) -> Result<Response<()>, Status> {
+        let principal = self.admit(&request, Action::ManagePortalUsers, &request.get_ref().name)?;
+        users::revoke(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
     }
 }

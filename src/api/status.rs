@@ -63,6 +63,30 @@ pub fn to_status(error: Error) -> Status {
             details.set_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(Code::InvalidArgument, message, details)
         }
+        Error::Unauthenticated { .. } => Status::with_error_details(
+            Code::Unauthenticated,
+            message,
+            ErrorDetails::with_error_info("UNAUTHENTICATED", ERROR_DOMAIN, HashMap::new()),
+        ),
+        Error::PermissionDenied { .. } => Status::with_error_details(
+            Code::PermissionDenied,
+            message,
+            ErrorDetails::with_error_info("PERMISSION_DENIED", ERROR_DOMAIN, HashMap::new()),
+        ),
+        Error::AlreadyExists { .. } => Status::with_error_details(
+            Code::AlreadyExists,
+            message,
+            ErrorDetails::with_error_info("ALREADY_EXISTS", ERROR_DOMAIN, HashMap::new()),
+        ),
+        Error::FailedPrecondition { violations } => {
+            let mut details = ErrorDetails::new();
+            let reason = violations.first().map_or("FAILED_PRECONDITION", |v| v.kind);
+            for v in violations.iter().take(crate::error::MAX_VIOLATIONS) {
+                details.add_precondition_failure_violation(v.kind, &v.subject, &v.description);
+            }
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Status::with_error_details(Code::FailedPrecondition, message, details)
+        }
         Error::NotFound { name } => {
             let mut details = ErrorDetails::with_resource_info(
                 "partnerportal.contacts.v1.ContactInfo",

@@ -129,6 +129,17 @@ impl ContactFields {
         }
     }
 
+    /// The fields whose value differs between `self` and `other`.
+    pub fn changed_fields(&self, other: &ContactFields) -> FieldSet {
+        Field::ALL
+            .into_iter()
+            .filter(|f| match (self.contacts(*f), other.contacts(*f)) {
+                (Some(a), Some(b)) => a != b,
+                _ => self.operational_support != other.operational_support,
+            })
+            .collect()
+    }
+
     /// Copies `field` from `other`.
     fn take_field(&mut self, other: &ContactFields, field: Field) {
         match field {
@@ -153,6 +164,19 @@ impl ContactFields {
                 .clone_from(&other.operational_support),
         }
     }
+}
+
+/// One immutable saved state of a contact info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// The resource as saved; `info.revision` numbers the revision and
+    /// `info.update_time` is when it was saved.
+    pub info: ContactInfo,
+    /// Token `sub` or SPIFFE ID of whoever saved it.
+    pub actor: String,
+    pub request_id: Option<uuid::Uuid>,
+    /// Top-level fields whose value the save changed.
+    pub changed: FieldSet,
 }
 
 /// A saved contact info.
@@ -193,6 +217,13 @@ impl Update {
             fields.take_field(&self.patch, field);
         }
         Ok(fields)
+    }
+
+    /// Whether saving `fields` must check alert contacts against the portal
+    /// users: only those this update names (later revocations are the
+    /// gate's business).
+    pub fn names_alert_contacts(&self, fields: &ContactFields) -> bool {
+        self.mask.contains(Field::AlertContacts) && !fields.alert_contacts.is_empty()
     }
 
     /// Applies the update and stamps the next revision: what a store saves.

@@ -3,13 +3,16 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{ContactFields, Environment, Field, FieldSet};
+use super::{
+    ContactFields, Environment, Field, FieldSet, PortalUserEmails, alert_contacts_not_users,
+};
 use crate::error::{Error, FieldViolation, InvalidReason};
 
 /// Why a field keeps the gate closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingReason {
     RequiredFieldMissing,
+    NotAPortalUser,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,27 +153,43 @@ impl GatePolicy {
         Ok((name.as_str(), *set))
     }
 
-    /// Evaluates the gate. `fields` is `None` when nothing was saved yet.
+    /// Evaluates the gate. `fields` is `None` when nothing was saved yet;
+    /// `users` are the partner's portal users (alert contacts must be among
+    /// them).
     pub fn evaluate(
         &self,
         integration_type: &str,
         environment: Environment,
         fields: Option<&ContactFields>,
+        users: &PortalUserEmails,
     ) -> Result<GateResult, Error> {
         let (type_name, required) = self.required(integration_type, environment)?;
-        let findings = required
-            .iter()
-            .filter(|f| !fields.is_some_and(|c| c.is_provided(*f)))
-            .map(|field| Finding {
-                field,
-                reason: FindingReason::RequiredFieldMissing,
-                message: format!(
-                    "{} is required for integration type {type_name} in {}",
-                    field.as_str(),
-                    environment.as_str()
-                ),
-            })
-            .collect();
+        let mut findings = Vec::new();
+        for field in Field::ALL {
+            let provided = fields.is_some_and(|c| c.is_provided(field));
+            if required.contains(field) && !provided {
+                findings.push(Finding {
+                    field,
+                    reason: FindingReason::RequiredFieldMissing,
+                    message: format!(
+                        "{} is required for integration type {type_name} in {}",
+                        field.as_str(),
+                        environment.as_str()
+                    ),
+                });
+            } else if field == Field::AlertContacts
+                && environment == Environment::Production
+                && fields.is_some_and(|c| !alert_contacts_not_users(c, users).is_empty())
+            {
+                // Users revoked after being named keep their place in the
+                // list (nothing is deleted silently) but block the gate.
+                findings.push(Finding {
+                    field,
+                    reason: FindingReason::NotAPortalUser,
+                    message: "an alert contact is not a portal user of the partner".to_owned(),
+                });
+            }
+        }
         Ok(GateResult {
             integration_type: type_name.to_owned(),
             findings,
@@ -190,7 +209,7 @@ mod tests {
     fn nothing_saved_lists_every_required_field() {
         let p = GatePolicy::builtin();
         let prod = p
-            .evaluate("", Environment::Production, None)
+            .evaluate("", Environment::Production, None, &Default::default())
             .expect("default type");
         assert_eq!(prod.integration_type, "reservations-e2e");
         assert!(!prod.open());
@@ -206,7 +225,12 @@ mod tests {
             ]
         );
         let sandbox = p
-            .evaluate("reservations-e2e-merchants", Environment::Sandbox, None)
+            .evaluate(
+                "reservations-e2e-merchants",
+                Environment::Sandbox,
+                None,
+                &Default::default(),
+            )
             .expect("known type");
         assert!(!missing(&sandbox).contains(&Field::AlertContacts));
         assert!(missing(&sandbox).contains(&Field::MerchantIssuesContacts));
@@ -215,7 +239,7 @@ mod tests {
     #[test]
     fn unknown_type_lists_known_ones() {
         let err = GatePolicy::builtin()
-            .evaluate("nope", Environment::Sandbox, None)
+            .evaluate("nope", Environment::Sandbox, None, &Default::default())
             .expect_err("unknown");
         let text = err.to_string();
         assert!(text.contains("reservations-e2e"), "{text}");
@@ -248,7 +272,7 @@ mod tests {
         )
         .expect("valid");
         let r = custom
-            .evaluate("x", Environment::Production, None)
+            .evaluate("x", Environment::Production, None, &Default::default())
             .expect("known");
         assert_eq!(missing(&r), vec![Field::TechnicalEmergencyContacts]);
     }

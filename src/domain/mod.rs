@@ -1,12 +1,19 @@
 //! Domain types, validation and gate rules. No I/O here.
+mod access;
 mod contact;
 mod contact_info;
 mod gate;
 mod name;
+mod portal_user;
 mod support;
 
+pub use access::{Action, PortalRole, Principal, ReadView, Scope, Scopes, partner_segment};
 pub use contact::{Contact, DisplayName, Email, LanguageCode, MAX_CONTACTS_PER_FIELD, PhoneNumber};
-pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Update, now_micros};
+pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Update, now_micros};
 pub use gate::{Finding, FindingReason, GatePolicy, GateResult};
 pub use name::{ContactInfoName, Environment, PartnerId};
+pub use portal_user::{
+    PortalUser, PortalUserEmails, PortalUserName, alert_contacts_not_users,
+    check_administrators_remain, parse_partner_parent, require_portal_users,
+};
 pub use support::{LocalTime, MAX_SUPPORT_WINDOWS, OperationalSupport, SupportWindow, Weekday};

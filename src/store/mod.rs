@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ContactFields, ContactInfo, ContactInfoName, Environment, PartnerId, Update};
+use crate::domain::{
+    ContactFields, ContactInfo, ContactInfoName, Email, Environment, Field, FieldSet, PartnerId,
+    PortalRole, PortalUser, PortalUserEmails, PortalUserName, Revision, Update,
+};
 use crate::error::{Error, FieldViolation, InvalidReason};
 
 mod classify;
@@ -27,10 +30,10 @@ pub struct RequestKey {
     pub fingerprint: [u8; 32],
 }
 
-/// Where contact information is kept.
+/// Where contact information, its history and portal users are kept.
 ///
-/// Every `update` is one transaction: concurrent updates carrying the same
-/// etag can never both succeed.
+/// Every write is one transaction: concurrent updates carrying the same etag
+/// can never both succeed, and a partner never loses its last administrator.
 #[async_trait]
 pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     /// "postgres" or "sqlite", for logs.
@@ -41,17 +44,79 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
 
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error>;
 
-    /// Applies `update` and returns the resource as saved. With `request`,
-    /// a retry of an already-saved request returns the first result unchanged,
-    /// and a reuse of its id for another request is INVALID_ARGUMENT.
+    /// The contact info as it was at `at`: its newest revision saved at or
+    /// before then.
+    async fn get_at(
+        &self,
+        name: &ContactInfoName,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ContactInfo>, Error>;
+
+    /// Applies `update` as `actor`, records the revision, and returns the
+    /// resource as saved. With `request`, a retry of an already-saved request
+    /// returns the first result unchanged, and a reuse of its id for another
+    /// request is INVALID_ARGUMENT. Alert contacts named by the mask must be
+    /// portal users of the partner (FAILED_PRECONDITION).
     async fn update(
         &self,
         update: &Update,
         request: Option<&RequestKey>,
+        actor: &str,
     ) -> Result<ContactInfo, Error>;
+
+    /// Revisions older than revision `before` (all when `None`), newest
+    /// first, at most `limit`.
+    async fn list_revisions(
+        &self,
+        name: &ContactInfoName,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Revision>, Error>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error>;
+
+    /// Portal users in grant order, after `after` (create time, id), at most
+    /// `limit`.
+    async fn list_portal_users(
+        &self,
+        partner: &PartnerId,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<Vec<PortalUser>, Error>;
+
+    /// The lower-cased emails of the partner's portal users.
+    async fn portal_user_emails(&self, partner: &PartnerId) -> Result<PortalUserEmails, Error>;
+
+    /// ALREADY_EXISTS for an email that has access; FAILED_PRECONDITION when
+    /// the partner's first user would not be an administrator.
+    async fn grant_portal_access(
+        &self,
+        partner: &PartnerId,
+        email: &Email,
+        role: PortalRole,
+        actor: &str,
+    ) -> Result<PortalUser, Error>;
+
+    /// NOT_FOUND for an unknown user; FAILED_PRECONDITION when no
+    /// administrator would remain.
+    async fn update_portal_user_role(
+        &self,
+        name: &PortalUserName,
+        role: PortalRole,
+        actor: &str,
+    ) -> Result<PortalUser, Error>;
+
+    /// NOT_FOUND for an unknown user; FAILED_PRECONDITION when no
+    /// administrator would remain.
+    async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error>;
+}
+
+/// Where a page of portal users ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCursor {
+    pub create_time: DateTime<Utc>,
+    pub id: uuid::Uuid,
 }
 
 pub type DynStore = Arc<dyn ContactStore>;
@@ -186,6 +251,160 @@ pub(crate) fn replay(
 pub(crate) fn internal(detail: &str) -> Error {
     Error::Internal {
         detail: detail.to_owned(),
+    }
+}
+
+/// A revision row of either backend, decoded.
+pub(crate) struct RevisionRow {
+    pub revision: i64,
+    pub actor: String,
+    pub request_id: Option<uuid::Uuid>,
+    pub changed_fields: String,
+    pub etag: String,
+    pub fields: String,
+    pub resource_create_time: DateTime<Utc>,
+    pub create_time: DateTime<Utc>,
+}
+
+impl RevisionRow {
+    pub(crate) fn into_domain(self, name: &ContactInfoName) -> Result<Revision, Error> {
+        let changed = self
+            .changed_fields
+            .split_ascii_whitespace()
+            .map(|f| Field::parse(f).ok_or_else(|| internal("stored changed field is unknown")))
+            .collect::<Result<FieldSet, Error>>()?;
+        Ok(Revision {
+            info: ContactInfo {
+                name: name.clone(),
+                fields: decode_fields(&self.fields)?,
+                revision: self.revision,
+                etag: self.etag,
+                create_time: self.resource_create_time,
+                update_time: self.create_time,
+            },
+            actor: self.actor,
+            request_id: self.request_id,
+            changed,
+        })
+    }
+}
+
+pub(crate) fn encode_changed(changed: FieldSet) -> String {
+    changed
+        .iter()
+        .map(Field::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The fields a save changed: everything provided, for a create.
+pub(crate) fn changed_by(current: Option<&ContactInfo>, next: &ContactInfo) -> FieldSet {
+    match current {
+        Some(c) => c.fields.changed_fields(&next.fields),
+        None => ContactFields::default().changed_fields(&next.fields),
+    }
+}
+
+/// A portal user row of either backend, decoded.
+pub(crate) struct UserRow {
+    pub partner: String,
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub role: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl UserRow {
+    pub(crate) fn into_domain(self) -> Result<PortalUser, Error> {
+        Ok(PortalUser {
+            name: PortalUserName {
+                partner: PartnerId::parse(&self.partner)
+                    .map_err(|_| internal("stored partner id is invalid"))?,
+                id: self.id,
+            },
+            email: Email::parse(&self.email).map_err(|_| internal("stored email is invalid"))?,
+            role: PortalRole::parse(&self.role)
+                .ok_or_else(|| internal("stored role is invalid"))?,
+            create_time: self.create_time,
+            update_time: self.update_time,
+        })
+    }
+}
+
+/// What a portal-user revision keeps of the user.
+#[derive(Serialize)]
+struct RecordedUser<'a> {
+    name: String,
+    email: &'a str,
+    role: PortalRole,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+pub(crate) fn encode_user(user: &PortalUser) -> Result<String, Error> {
+    serde_json::to_string(&RecordedUser {
+        name: user.name.to_string(),
+        email: user.email.as_str(),
+        role: user.role,
+        create_time: user.create_time,
+        update_time: user.update_time,
+    })
+    .map_err(|_| internal("could not encode the portal user revision"))
+}
+
+/// Administrators left once `target`'s role becomes `new_role` (`None`:
+/// removed), given every user's (id, role).
+pub(crate) fn administrators_after(
+    users: &[(uuid::Uuid, PortalRole)],
+    target: uuid::Uuid,
+    new_role: Option<PortalRole>,
+) -> usize {
+    users
+        .iter()
+        .map(|(id, role)| if *id == target { new_role } else { Some(*role) })
+        .filter(|r| *r == Some(PortalRole::Administrator))
+        .count()
+}
+
+pub(crate) fn last_administrator(
+    users: &[(uuid::Uuid, PortalRole)],
+    target: uuid::Uuid,
+    new_role: Option<PortalRole>,
+) -> Result<(), Error> {
+    crate::domain::check_administrators_remain(administrators_after(users, target, new_role))
+        .map_err(|v| Error::FailedPrecondition {
+            violations: vec![v],
+        })
+}
+
+pub(crate) fn first_user_must_administer(existing: usize, role: PortalRole) -> Result<(), Error> {
+    if existing == 0 && role != PortalRole::Administrator {
+        return Err(Error::FailedPrecondition {
+            violations: vec![crate::error::PreconditionViolation {
+                kind: "FIRST_USER_MUST_BE_ADMINISTRATOR",
+                subject: "portal_user.role".to_owned(),
+                description: "the first portal user of a partner must be an ADMINISTRATOR"
+                    .to_owned(),
+            }],
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn user_not_found(name: &PortalUserName) -> Error {
+    Error::NotFound {
+        name: name.to_string(),
+    }
+}
+
+pub(crate) fn user_exists(partner: &PartnerId) -> Error {
+    // The message names the partner, not the address: it is personal data.
+    Error::AlreadyExists {
+        name: format!(
+            "a portal user with this email in partners/{}",
+            partner.as_str()
+        ),
     }
 }
 

@@ -4,12 +4,19 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 use tracing::instrument;
 
 use super::classify::to_error;
-use super::{ContactStore, RequestKey, Row, StoreOptions, encode_fields, encode_response, replay};
-use crate::domain::{ContactInfo, ContactInfoName, Update, now_micros};
+use super::{
+    ContactStore, RequestKey, RevisionRow, Row, StoreOptions, UserCursor, UserRow, changed_by,
+    encode_changed, encode_fields, encode_response, encode_user, first_user_must_administer,
+    last_administrator, replay, user_exists, user_not_found,
+};
+use crate::domain::{
+    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserEmails,
+    PortalUserName, Revision, Update, now_micros, require_portal_users,
+};
 use crate::error::Error;
 
 /// A create racing another create of the same resource retries this often.
@@ -18,6 +25,83 @@ const MAX_ATTEMPTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+}
+
+type PgRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+const SELECT_COLUMNS: &str =
+    "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
+     FROM contact_info WHERE partner = $1 AND environment = $2";
+
+type PgRevisionRow = (
+    i64,
+    String,
+    Option<uuid::Uuid>,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+const REVISION_COLUMNS: &str = "SELECT revision, actor, request_id, changed_fields, etag,
+            fields::text, resource_create_time, create_time
+     FROM contact_info_revisions WHERE partner = $1 AND environment = $2";
+
+type PgUserRow = (
+    String,
+    uuid::Uuid,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+const USER_COLUMNS: &str =
+    "SELECT partner, id, email, role, create_time, update_time FROM portal_users";
+
+fn row(r: PgRow) -> Row {
+    Row {
+        partner: r.0,
+        environment: r.1,
+        revision: r.2,
+        etag: r.3,
+        fields: r.4,
+        create_time: r.5,
+        update_time: r.6,
+    }
+}
+
+fn revision_row(r: PgRevisionRow) -> RevisionRow {
+    RevisionRow {
+        revision: r.0,
+        actor: r.1,
+        request_id: r.2,
+        changed_fields: r.3,
+        etag: r.4,
+        fields: r.5,
+        resource_create_time: r.6,
+        create_time: r.7,
+    }
+}
+
+fn user_row(r: PgUserRow) -> UserRow {
+    UserRow {
+        partner: r.0,
+        id: r.1,
+        email: r.2,
+        role: r.3,
+        create_time: r.4,
+        update_time: r.5,
+    }
 }
 
 impl PostgresStore {
@@ -51,13 +135,18 @@ impl PostgresStore {
         &self.pool
     }
 
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, Error> {
+        self.pool.begin().await.map_err(|e| to_error(&e, "begin"))
+    }
+
+    /// `Ok(None)`: lost a create race; the caller tries again.
     async fn try_update(
         &self,
         update: &Update,
         request: Option<&RequestKey>,
+        actor: &str,
     ) -> Result<Option<ContactInfo>, Error> {
-        // `Ok(None)`: lost a create race; the caller tries again.
-        let mut tx = self.pool.begin().await.map_err(|e| to_error(&e, "begin"))?;
+        let mut tx = self.begin().await?;
 
         if let Some(key) = request {
             // Claiming the id first makes a concurrent retry wait for this
@@ -86,8 +175,21 @@ impl PostgresStore {
             }
         }
 
-        let current = select_for_update(&mut tx, &update.name).await?;
+        let sql = format!("{SELECT_COLUMNS} FOR UPDATE");
+        let current: Option<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(update.name.partner.as_str())
+            .bind(update.name.environment.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "lock contact info"))?;
+        let current = current.map(|r| row(r).into_domain()).transpose()?;
         let next = update.apply(current.as_ref(), now_micros())?;
+        if update.names_alert_contacts(&next.fields) {
+            require_portal_users(
+                &next.fields,
+                &user_emails(&mut tx, &next.name.partner).await?,
+            )?;
+        }
         let fields = encode_fields(&next.fields)?;
         let written = match &current {
             None => sqlx::query(
@@ -127,6 +229,26 @@ impl PostgresStore {
             return Ok(None);
         }
 
+        sqlx::query(
+            "INSERT INTO contact_info_revisions
+                 (partner, environment, revision, actor, request_id, changed_fields, etag,
+                  fields, resource_create_time, create_time)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)",
+        )
+        .bind(next.name.partner.as_str())
+        .bind(next.name.environment.as_str())
+        .bind(next.revision)
+        .bind(actor)
+        .bind(request.map(|k| k.id))
+        .bind(encode_changed(changed_by(current.as_ref(), &next)))
+        .bind(&next.etag)
+        .bind(&fields)
+        .bind(next.create_time)
+        .bind(next.update_time)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "record revision"))?;
+
         if let Some(key) = request {
             sqlx::query("UPDATE update_requests SET response = $2::jsonb WHERE request_id = $1")
                 .bind(key.id)
@@ -140,44 +262,76 @@ impl PostgresStore {
     }
 }
 
-type PgRow = (
-    String,
-    String,
-    i64,
-    String,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-);
-
-const SELECT_COLUMNS: &str =
-    "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
-     FROM contact_info WHERE partner = $1 AND environment = $2";
-
-fn row(r: PgRow) -> Row {
-    Row {
-        partner: r.0,
-        environment: r.1,
-        revision: r.2,
-        etag: r.3,
-        fields: r.4,
-        create_time: r.5,
-        update_time: r.6,
-    }
+async fn user_emails(
+    conn: &mut PgConnection,
+    partner: &PartnerId,
+) -> Result<PortalUserEmails, Error> {
+    let keys: Vec<(String,)> =
+        sqlx::query_as("SELECT email_key FROM portal_users WHERE partner = $1")
+            .bind(partner.as_str())
+            .fetch_all(conn)
+            .await
+            .map_err(|e| to_error(&e, "read portal users"))?;
+    Ok(keys.into_iter().map(|(k,)| k).collect())
 }
 
-async fn select_for_update(
-    tx: &mut Transaction<'static, Postgres>,
-    name: &ContactInfoName,
-) -> Result<Option<ContactInfo>, Error> {
-    let sql = format!("{SELECT_COLUMNS} FOR UPDATE");
-    let found: Option<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+/// Locks every portal user of `partner` (so that concurrent changes to the
+/// partner's users run one at a time) and returns their ids, roles and email keys.
+async fn lock_users(
+    conn: &mut PgConnection,
+    partner: &PartnerId,
+) -> Result<Vec<(uuid::Uuid, PortalRole, String)>, Error> {
+    let rows: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, role, email_key FROM portal_users WHERE partner = $1 ORDER BY id FOR UPDATE",
+    )
+    .bind(partner.as_str())
+    .fetch_all(conn)
+    .await
+    .map_err(|e| to_error(&e, "lock portal users"))?;
+    rows.into_iter()
+        .map(|(id, role, key)| {
+            PortalRole::parse(&role)
+                .map(|r| (id, r, key))
+                .ok_or_else(|| super::internal("stored role is invalid"))
+        })
+        .collect()
+}
+
+async fn record_user_revision(
+    conn: &mut PgConnection,
+    user: &PortalUser,
+    action: &str,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO portal_user_revisions (partner, user_id, action, actor, resource, create_time)
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+    )
+    .bind(user.name.partner.as_str())
+    .bind(user.name.id)
+    .bind(action)
+    .bind(actor)
+    .bind(encode_user(user)?)
+    .bind(at)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| to_error(&e, "record portal user revision"))
+}
+
+async fn fetch_user(
+    conn: &mut PgConnection,
+    name: &PortalUserName,
+) -> Result<Option<PortalUser>, Error> {
+    let sql = format!("{USER_COLUMNS} WHERE partner = $1 AND id = $2");
+    let found: Option<PgUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(name.partner.as_str())
-        .bind(name.environment.as_str())
-        .fetch_optional(&mut **tx)
+        .bind(name.id)
+        .fetch_optional(conn)
         .await
-        .map_err(|e| to_error(&e, "lock contact info"))?;
-    found.map(|r| row(r).into_domain()).transpose()
+        .map_err(|e| to_error(&e, "read portal user"))?;
+    found.map(|r| user_row(r).into_domain()).transpose()
 }
 
 #[async_trait]
@@ -206,22 +360,62 @@ impl ContactStore for PostgresStore {
         found.map(|r| row(r).into_domain()).transpose()
     }
 
+    #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
+    async fn get_at(
+        &self,
+        name: &ContactInfoName,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ContactInfo>, Error> {
+        let sql =
+            format!("{REVISION_COLUMNS} AND create_time <= $3 ORDER BY revision DESC LIMIT 1");
+        let found: Option<PgRevisionRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.partner.as_str())
+            .bind(name.environment.as_str())
+            .bind(at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "read contact info revision"))?;
+        found
+            .map(|r| revision_row(r).into_domain(name).map(|r| r.info))
+            .transpose()
+    }
+
     #[instrument(skip_all, fields(partner = %update.name.partner.as_str(), environment = update.name.environment.as_str(), request_id = request.map(|r| r.id.to_string())), err(level = "debug"))]
     async fn update(
         &self,
         update: &Update,
         request: Option<&RequestKey>,
+        actor: &str,
     ) -> Result<ContactInfo, Error> {
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_update(update, request).await {
-                Ok(Some(info)) => return Ok(info),
-                Ok(None) => continue,
-                Err(e) => return Err(e),
+            if let Some(info) = self.try_update(update, request, actor).await? {
+                return Ok(info);
             }
         }
         Err(Error::Unavailable {
             detail: "update kept conflicting with concurrent updates".to_owned(),
         })
+    }
+
+    #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
+    async fn list_revisions(
+        &self,
+        name: &ContactInfoName,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Revision>, Error> {
+        let sql = format!("{REVISION_COLUMNS} AND revision < $3 ORDER BY revision DESC LIMIT $4");
+        let rows: Vec<PgRevisionRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.partner.as_str())
+            .bind(name.environment.as_str())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "list revisions"))?;
+        rows.into_iter()
+            .map(|r| revision_row(r).into_domain(name))
+            .collect()
     }
 
     #[instrument(skip(self), err(level = "debug"))]
@@ -232,5 +426,141 @@ impl ContactStore for PostgresStore {
             .await
             .map(|r| r.rows_affected())
             .map_err(|e| to_error(&e, "purge request ids"))
+    }
+
+    #[instrument(skip(self, after), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn list_portal_users(
+        &self,
+        partner: &PartnerId,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<Vec<PortalUser>, Error> {
+        let sql = format!(
+            "{USER_COLUMNS} WHERE partner = $1
+                 AND ($2::timestamptz IS NULL OR (create_time, id) > ($2, $3))
+             ORDER BY create_time, id LIMIT $4"
+        );
+        let rows: Vec<PgUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(partner.as_str())
+            .bind(after.map(|c| c.create_time))
+            .bind(after.map(|c| c.id))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "list portal users"))?;
+        rows.into_iter()
+            .map(|r| user_row(r).into_domain())
+            .collect()
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn portal_user_emails(&self, partner: &PartnerId) -> Result<PortalUserEmails, Error> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_error(&e, "acquire"))?;
+        user_emails(&mut conn, partner).await
+    }
+
+    #[instrument(skip(self, email, actor), fields(partner = %partner.as_str(), role = role.as_str()), err(level = "debug"))]
+    async fn grant_portal_access(
+        &self,
+        partner: &PartnerId,
+        email: &Email,
+        role: PortalRole,
+        actor: &str,
+    ) -> Result<PortalUser, Error> {
+        let mut tx = self.begin().await?;
+        let users = lock_users(&mut tx, partner).await?;
+        let key = email.comparison_key();
+        if users.iter().any(|(_, _, k)| *k == key) {
+            return Err(user_exists(partner));
+        }
+        first_user_must_administer(users.len(), role)?;
+        let now = now_micros();
+        let user = PortalUser {
+            name: PortalUserName {
+                partner: partner.clone(),
+                id: uuid::Uuid::new_v4(),
+            },
+            email: email.clone(),
+            role,
+            create_time: now,
+            update_time: now,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO portal_users (partner, id, email, email_key, role, create_time, update_time)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(partner.as_str())
+        .bind(user.name.id)
+        .bind(email.as_str())
+        .bind(&key)
+        .bind(role.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "insert portal user"))?;
+        if inserted.rows_affected() != 1 {
+            // A concurrent grant of the same email committed first.
+            return Err(user_exists(partner));
+        }
+        record_user_revision(&mut tx, &user, "GRANT", actor, now).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(user)
+    }
+
+    #[instrument(skip(self, actor), fields(user = %name, role = role.as_str()), err(level = "debug"))]
+    async fn update_portal_user_role(
+        &self,
+        name: &PortalUserName,
+        role: PortalRole,
+        actor: &str,
+    ) -> Result<PortalUser, Error> {
+        let mut tx = self.begin().await?;
+        let users = lock_users(&mut tx, &name.partner).await?;
+        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
+        let Some(mut user) = fetch_user(&mut tx, name).await? else {
+            return Err(user_not_found(name));
+        };
+        last_administrator(&roles, name.id, Some(role))?;
+        let now = now_micros();
+        user.role = role;
+        user.update_time = now;
+        sqlx::query(
+            "UPDATE portal_users SET role = $3, update_time = $4 WHERE partner = $1 AND id = $2",
+        )
+        .bind(name.partner.as_str())
+        .bind(name.id)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "update portal user"))?;
+        record_user_revision(&mut tx, &user, "UPDATE_ROLE", actor, now).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(user)
+    }
+
+    #[instrument(skip(self, actor), fields(user = %name), err(level = "debug"))]
+    async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        let users = lock_users(&mut tx, &name.partner).await?;
+        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
+        let Some(user) = fetch_user(&mut tx, name).await? else {
+            return Err(user_not_found(name));
+        };
+        last_administrator(&roles, name.id, None)?;
+        sqlx::query("DELETE FROM portal_users WHERE partner = $1 AND id = $2")
+            .bind(name.partner.as_str())
+            .bind(name.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "delete portal user"))?;
+        record_user_revision(&mut tx, &user, "REVOKE", actor, now_micros()).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(())
     }
 }

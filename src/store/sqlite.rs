@@ -6,18 +6,97 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tracing::instrument;
 
 use super::classify::to_error;
 use super::{
-    ContactStore, RequestKey, Row, StoreOptions, encode_fields, encode_response, internal, replay,
+    ContactStore, RequestKey, RevisionRow, Row, StoreOptions, UserCursor, UserRow, changed_by,
+    encode_changed, encode_fields, encode_response, encode_user, first_user_must_administer,
+    internal, last_administrator, replay, user_exists, user_not_found,
 };
-use crate::domain::{ContactInfo, ContactInfoName, Update, now_micros};
+use crate::domain::{
+    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserEmails,
+    PortalUserName, Revision, Update, now_micros, require_portal_users,
+};
 use crate::error::Error;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+}
+
+type SqliteRow = (String, String, i64, String, String, i64, i64);
+
+const SELECT_COLUMNS: &str =
+    "SELECT partner, environment, revision, etag, fields, create_time, update_time
+     FROM contact_info WHERE partner = ?1 AND environment = ?2";
+
+type SqliteRevisionRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+);
+
+const REVISION_COLUMNS: &str = "SELECT revision, actor, request_id, changed_fields, etag, fields,
+            resource_create_time, create_time
+     FROM contact_info_revisions WHERE partner = ?1 AND environment = ?2";
+
+type SqliteUserRow = (String, String, String, String, i64, i64);
+
+const USER_COLUMNS: &str =
+    "SELECT partner, id, email, role, create_time, update_time FROM portal_users";
+
+fn from_micros(us: i64) -> Result<DateTime<Utc>, Error> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| internal("stored time is out of range"))
+}
+
+fn parse_uuid(s: &str) -> Result<uuid::Uuid, Error> {
+    uuid::Uuid::try_parse(s).map_err(|_| internal("stored id is not a UUID"))
+}
+
+fn decode(r: SqliteRow) -> Result<ContactInfo, Error> {
+    Row {
+        partner: r.0,
+        environment: r.1,
+        revision: r.2,
+        etag: r.3,
+        fields: r.4,
+        create_time: from_micros(r.5)?,
+        update_time: from_micros(r.6)?,
+    }
+    .into_domain()
+}
+
+fn decode_revision(r: SqliteRevisionRow, name: &ContactInfoName) -> Result<Revision, Error> {
+    RevisionRow {
+        revision: r.0,
+        actor: r.1,
+        request_id: r.2.as_deref().map(parse_uuid).transpose()?,
+        changed_fields: r.3,
+        etag: r.4,
+        fields: r.5,
+        resource_create_time: from_micros(r.6)?,
+        create_time: from_micros(r.7)?,
+    }
+    .into_domain(name)
+}
+
+fn decode_user(r: SqliteUserRow) -> Result<PortalUser, Error> {
+    UserRow {
+        partner: r.0,
+        id: parse_uuid(&r.1)?,
+        email: r.2,
+        role: r.3,
+        create_time: from_micros(r.4)?,
+        update_time: from_micros(r.5)?,
+    }
+    .into_domain()
 }
 
 impl SqliteStore {
@@ -47,29 +126,85 @@ impl SqliteStore {
             .await
             .map_err(|e| format!("SQLite migration failed: {e}"))
     }
-}
 
-type SqliteRow = (String, String, i64, String, String, i64, i64);
-
-const SELECT_COLUMNS: &str =
-    "SELECT partner, environment, revision, etag, fields, create_time, update_time
-     FROM contact_info WHERE partner = ?1 AND environment = ?2";
-
-fn from_micros(us: i64) -> Result<DateTime<Utc>, Error> {
-    DateTime::from_timestamp_micros(us).ok_or_else(|| internal("stored time is out of range"))
-}
-
-fn decode(r: SqliteRow) -> Result<ContactInfo, Error> {
-    Row {
-        partner: r.0,
-        environment: r.1,
-        revision: r.2,
-        etag: r.3,
-        fields: r.4,
-        create_time: from_micros(r.5)?,
-        update_time: from_micros(r.6)?,
+    /// IMMEDIATE takes the write lock up front: SQLite then runs writes one
+    /// at a time, so each read-check-write below cannot interleave.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Error> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| to_error(&e, "begin"))
     }
-    .into_domain()
+}
+
+async fn user_emails(
+    conn: &mut SqliteConnection,
+    partner: &PartnerId,
+) -> Result<PortalUserEmails, Error> {
+    let keys: Vec<(String,)> =
+        sqlx::query_as("SELECT email_key FROM portal_users WHERE partner = ?1")
+            .bind(partner.as_str())
+            .fetch_all(conn)
+            .await
+            .map_err(|e| to_error(&e, "read portal users"))?;
+    Ok(keys.into_iter().map(|(k,)| k).collect())
+}
+
+/// Every portal user of `partner`: id, role and email key.
+async fn partner_users(
+    conn: &mut SqliteConnection,
+    partner: &PartnerId,
+) -> Result<Vec<(uuid::Uuid, PortalRole, String)>, Error> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, role, email_key FROM portal_users WHERE partner = ?1")
+            .bind(partner.as_str())
+            .fetch_all(conn)
+            .await
+            .map_err(|e| to_error(&e, "read portal users"))?;
+    rows.into_iter()
+        .map(|(id, role, key)| {
+            let role =
+                PortalRole::parse(&role).ok_or_else(|| internal("stored role is invalid"))?;
+            Ok((parse_uuid(&id)?, role, key))
+        })
+        .collect()
+}
+
+async fn record_user_revision(
+    conn: &mut SqliteConnection,
+    user: &PortalUser,
+    action: &str,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO portal_user_revisions (partner, user_id, action, actor, resource, create_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(user.name.partner.as_str())
+    .bind(user.name.id.hyphenated().to_string())
+    .bind(action)
+    .bind(actor)
+    .bind(encode_user(user)?)
+    .bind(at.timestamp_micros())
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| to_error(&e, "record portal user revision"))
+}
+
+async fn fetch_user(
+    conn: &mut SqliteConnection,
+    name: &PortalUserName,
+) -> Result<Option<PortalUser>, Error> {
+    let sql = format!("{USER_COLUMNS} WHERE partner = ?1 AND id = ?2");
+    let found: Option<SqliteUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(name.partner.as_str())
+        .bind(name.id.hyphenated().to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| to_error(&e, "read portal user"))?;
+    found.map(decode_user).transpose()
 }
 
 #[async_trait]
@@ -98,25 +233,40 @@ impl ContactStore for SqliteStore {
         found.map(decode).transpose()
     }
 
+    #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
+    async fn get_at(
+        &self,
+        name: &ContactInfoName,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ContactInfo>, Error> {
+        let sql =
+            format!("{REVISION_COLUMNS} AND create_time <= ?3 ORDER BY revision DESC LIMIT 1");
+        let found: Option<SqliteRevisionRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.partner.as_str())
+            .bind(name.environment.as_str())
+            .bind(at.timestamp_micros())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "read contact info revision"))?;
+        found
+            .map(|r| decode_revision(r, name).map(|r| r.info))
+            .transpose()
+    }
+
     #[instrument(skip_all, fields(partner = %update.name.partner.as_str(), environment = update.name.environment.as_str(), request_id = request.map(|r| r.id.to_string())), err(level = "debug"))]
     async fn update(
         &self,
         update: &Update,
         request: Option<&RequestKey>,
+        actor: &str,
     ) -> Result<ContactInfo, Error> {
-        // IMMEDIATE takes the write lock up front: SQLite then runs updates one
-        // at a time, so the read-check-write below cannot interleave.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| to_error(&e, "begin"))?;
+        let mut tx = self.begin_write().await?;
 
         if let Some(key) = request {
             let recorded: Option<(Vec<u8>, Option<String>)> = sqlx::query_as(
                 "SELECT fingerprint, response FROM update_requests WHERE request_id = ?1",
             )
-            .bind(key.id.to_string())
+            .bind(key.id.hyphenated().to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| to_error(&e, "read request id"))?;
@@ -133,6 +283,12 @@ impl ContactStore for SqliteStore {
             .map_err(|e| to_error(&e, "read contact info"))?;
         let current = current.map(decode).transpose()?;
         let next = update.apply(current.as_ref(), now_micros())?;
+        if update.names_alert_contacts(&next.fields) {
+            require_portal_users(
+                &next.fields,
+                &user_emails(&mut tx, &next.name.partner).await?,
+            )?;
+        }
         let fields = encode_fields(&next.fields)?;
         sqlx::query(
             "INSERT INTO contact_info
@@ -153,12 +309,32 @@ impl ContactStore for SqliteStore {
         .await
         .map_err(|e| to_error(&e, "write contact info"))?;
 
+        sqlx::query(
+            "INSERT INTO contact_info_revisions
+                 (partner, environment, revision, actor, request_id, changed_fields, etag,
+                  fields, resource_create_time, create_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(next.name.partner.as_str())
+        .bind(next.name.environment.as_str())
+        .bind(next.revision)
+        .bind(actor)
+        .bind(request.map(|k| k.id.hyphenated().to_string()))
+        .bind(encode_changed(changed_by(current.as_ref(), &next)))
+        .bind(&next.etag)
+        .bind(&fields)
+        .bind(next.create_time.timestamp_micros())
+        .bind(next.update_time.timestamp_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "record revision"))?;
+
         if let Some(key) = request {
             sqlx::query(
                 "INSERT INTO update_requests (request_id, fingerprint, response, create_time)
                  VALUES (?1, ?2, ?3, ?4)",
             )
-            .bind(key.id.to_string())
+            .bind(key.id.hyphenated().to_string())
             .bind(key.fingerprint.as_slice())
             .bind(encode_response(&next)?)
             .bind(next.update_time.timestamp_micros())
@@ -170,6 +346,25 @@ impl ContactStore for SqliteStore {
         Ok(next)
     }
 
+    #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
+    async fn list_revisions(
+        &self,
+        name: &ContactInfoName,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Revision>, Error> {
+        let sql = format!("{REVISION_COLUMNS} AND revision < ?3 ORDER BY revision DESC LIMIT ?4");
+        let rows: Vec<SqliteRevisionRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.partner.as_str())
+            .bind(name.environment.as_str())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "list revisions"))?;
+        rows.into_iter().map(|r| decode_revision(r, name)).collect()
+    }
+
     #[instrument(skip(self), err(level = "debug"))]
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         sqlx::query("DELETE FROM update_requests WHERE create_time < ?1")
@@ -178,5 +373,135 @@ impl ContactStore for SqliteStore {
             .await
             .map(|r| r.rows_affected())
             .map_err(|e| to_error(&e, "purge request ids"))
+    }
+
+    #[instrument(skip(self, after), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn list_portal_users(
+        &self,
+        partner: &PartnerId,
+        after: Option<&UserCursor>,
+        limit: usize,
+    ) -> Result<Vec<PortalUser>, Error> {
+        let sql = format!(
+            "{USER_COLUMNS} WHERE partner = ?1
+                 AND (?2 IS NULL OR (create_time, id) > (?2, ?3))
+             ORDER BY create_time, id LIMIT ?4"
+        );
+        let rows: Vec<SqliteUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(partner.as_str())
+            .bind(after.map(|c| c.create_time.timestamp_micros()))
+            .bind(after.map(|c| c.id.hyphenated().to_string()))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "list portal users"))?;
+        rows.into_iter().map(decode_user).collect()
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn portal_user_emails(&self, partner: &PartnerId) -> Result<PortalUserEmails, Error> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_error(&e, "acquire"))?;
+        user_emails(&mut conn, partner).await
+    }
+
+    #[instrument(skip(self, email, actor), fields(partner = %partner.as_str(), role = role.as_str()), err(level = "debug"))]
+    async fn grant_portal_access(
+        &self,
+        partner: &PartnerId,
+        email: &Email,
+        role: PortalRole,
+        actor: &str,
+    ) -> Result<PortalUser, Error> {
+        let mut tx = self.begin_write().await?;
+        let users = partner_users(&mut tx, partner).await?;
+        let key = email.comparison_key();
+        if users.iter().any(|(_, _, k)| *k == key) {
+            return Err(user_exists(partner));
+        }
+        first_user_must_administer(users.len(), role)?;
+        let now = now_micros();
+        let user = PortalUser {
+            name: PortalUserName {
+                partner: partner.clone(),
+                id: uuid::Uuid::new_v4(),
+            },
+            email: email.clone(),
+            role,
+            create_time: now,
+            update_time: now,
+        };
+        sqlx::query(
+            "INSERT INTO portal_users (partner, id, email, email_key, role, create_time, update_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(partner.as_str())
+        .bind(user.name.id.hyphenated().to_string())
+        .bind(email.as_str())
+        .bind(&key)
+        .bind(role.as_str())
+        .bind(now.timestamp_micros())
+        .bind(now.timestamp_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "insert portal user"))?;
+        record_user_revision(&mut tx, &user, "GRANT", actor, now).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(user)
+    }
+
+    #[instrument(skip(self, actor), fields(user = %name, role = role.as_str()), err(level = "debug"))]
+    async fn update_portal_user_role(
+        &self,
+        name: &PortalUserName,
+        role: PortalRole,
+        actor: &str,
+    ) -> Result<PortalUser, Error> {
+        let mut tx = self.begin_write().await?;
+        let users = partner_users(&mut tx, &name.partner).await?;
+        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
+        let Some(mut user) = fetch_user(&mut tx, name).await? else {
+            return Err(user_not_found(name));
+        };
+        last_administrator(&roles, name.id, Some(role))?;
+        let now = now_micros();
+        user.role = role;
+        user.update_time = now;
+        sqlx::query(
+            "UPDATE portal_users SET role = ?3, update_time = ?4 WHERE partner = ?1 AND id = ?2",
+        )
+        .bind(name.partner.as_str())
+        .bind(name.id.hyphenated().to_string())
+        .bind(role.as_str())
+        .bind(now.timestamp_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "update portal user"))?;
+        record_user_revision(&mut tx, &user, "UPDATE_ROLE", actor, now).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(user)
+    }
+
+    #[instrument(skip(self, actor), fields(user = %name), err(level = "debug"))]
+    async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        let users = partner_users(&mut tx, &name.partner).await?;
+        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
+        let Some(user) = fetch_user(&mut tx, name).await? else {
+            return Err(user_not_found(name));
+        };
+        last_administrator(&roles, name.id, None)?;
+        sqlx::query("DELETE FROM portal_users WHERE partner = ?1 AND id = ?2")
+            .bind(name.partner.as_str())
+            .bind(name.id.hyphenated().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "delete portal user"))?;
+        record_user_revision(&mut tx, &user, "REVOKE", actor, now_micros()).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(())
     }
 }

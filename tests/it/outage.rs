@@ -12,7 +12,10 @@ use crate::common::{self, Backend, TcpProxy, TestServer};
 const NAME: &str = "partners/acme/environments/production/contactInfo";
 
 fn get_request() -> pb::GetContactsRequest {
-    pb::GetContactsRequest { name: NAME.into() }
+    pb::GetContactsRequest {
+        name: NAME.into(),
+        ..Default::default()
+    }
 }
 
 fn update_request() -> pb::UpdateContactsRequest {

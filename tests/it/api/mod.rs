@@ -181,6 +181,7 @@ pub async fn save(c: &mut Client, req: pb::UpdateContactsRequest) -> pb::Contact
 pub async fn get(c: &mut Client, name: &str) -> Result<pb::ContactInfo, Status> {
     c.get_contacts(pb::GetContactsRequest {
         name: name.to_owned(),
+        ..Default::default()
     })
     .await
     .map(tonic::Response::into_inner)

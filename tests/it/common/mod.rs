@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use partner_contacts::auth::Authenticator;
 use partner_contacts::domain::GatePolicy;
 use partner_contacts::pb::contacts_service_client::ContactsServiceClient;
 use partner_contacts::server::{self, ServerSettings};
@@ -193,6 +194,35 @@ impl TestServer {
     }
 
     pub async fn start_on(store: TestStore, policy: GatePolicy) -> Self {
+        Self::start_configured(
+            store,
+            ServerSettings {
+                policy: Arc::new(policy),
+                auth: Arc::new(Authenticator::disabled()),
+                tls: None,
+                shutdown_grace: Duration::from_secs(5),
+            },
+        )
+        .await
+    }
+
+    /// A server with identity on: every call needs credentials.
+    pub async fn start_with_auth(backend: Backend, auth: Authenticator) -> Self {
+        Self::start_configured(
+            store(backend).await,
+            ServerSettings {
+                policy: Arc::new(GatePolicy::builtin()),
+                auth: Arc::new(auth),
+                tls: None,
+                shutdown_grace: Duration::from_secs(5),
+            },
+        )
+        .await
+    }
+
+    /// `client` and `channel` speak plaintext; with TLS settings, connect
+    /// your own channel to `addr`.
+    pub async fn start_configured(store: TestStore, settings: ServerSettings) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -200,10 +230,7 @@ impl TestServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(server::serve(
             store.store.clone(),
-            ServerSettings {
-                policy: Arc::new(policy),
-                shutdown_grace: Duration::from_secs(5),
-            },
+            settings,
             listener,
             async {
                 let _ = rx.await;
@@ -211,9 +238,7 @@ impl TestServer {
         ));
         let channel = Channel::from_shared(format!("http://{addr}"))
             .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
+            .connect_lazy();
         Self {
             addr,
             client: ContactsServiceClient::new(channel.clone()),

@@ -1,10 +1,13 @@
 //! The storage scenario suite: every backend must pass every scenario.
+mod history;
+mod users;
+
 use std::collections::HashSet;
 
 use partner_contacts::domain::{
     Contact, ContactFields, ContactInfo, ContactInfoName, DisplayName, Email, Environment, Field,
-    FieldSet, LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, SupportWindow,
-    Update, Weekday,
+    FieldSet, LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, PortalRole,
+    SupportWindow, Update, Weekday,
 };
 use partner_contacts::error::{Error, InvalidReason};
 use partner_contacts::store::{self, DynStore, RequestKey, StoreOptions};
@@ -12,15 +15,17 @@ use partner_contacts::store::{self, DynStore, RequestKey, StoreOptions};
 use crate::common::{self, Backend};
 use crate::on_both_backends;
 
-fn name(partner: &str, env: Environment) -> ContactInfoName {
+pub(crate) const ACTOR: &str = "scenario-suite";
+
+pub(crate) fn name(partner: &str, env: Environment) -> ContactInfoName {
     ContactInfoName::new(PartnerId::parse(partner).expect("partner id"), env)
 }
 
-fn prod(partner: &str) -> ContactInfoName {
+pub(crate) fn prod(partner: &str) -> ContactInfoName {
     name(partner, Environment::Production)
 }
 
-fn contact(email: &str) -> Contact {
+pub(crate) fn contact(email: &str) -> Contact {
     Contact {
         email: Email::parse(email).expect("email"),
         display_name: None,
@@ -29,7 +34,7 @@ fn contact(email: &str) -> Contact {
     }
 }
 
-fn full_contact(email: &str) -> Contact {
+pub(crate) fn full_contact(email: &str) -> Contact {
     Contact {
         email: Email::parse(email).expect("email"),
         display_name: Some(DisplayName::parse("Ops Team — 日本").expect("name")),
@@ -38,7 +43,7 @@ fn full_contact(email: &str) -> Contact {
     }
 }
 
-fn complete_fields() -> ContactFields {
+pub(crate) fn complete_fields() -> ContactFields {
     ContactFields {
         alert_contacts: vec![full_contact("alerts@example.com"), contact("b@example.com")],
         technical_emergency_contacts: vec![contact("pager@example.com")],
@@ -63,7 +68,7 @@ fn complete_fields() -> ContactFields {
     }
 }
 
-fn replace_all(n: &ContactInfoName, fields: ContactFields) -> Update {
+pub(crate) fn replace_all(n: &ContactInfoName, fields: ContactFields) -> Update {
     Update {
         name: n.clone(),
         patch: fields,
@@ -72,29 +77,46 @@ fn replace_all(n: &ContactInfoName, fields: ContactFields) -> Update {
     }
 }
 
-fn key(seed: u8) -> RequestKey {
+pub(crate) fn key(seed: u8) -> RequestKey {
     RequestKey {
         id: uuid::Uuid::new_v4(),
         fingerprint: [seed; 32],
     }
 }
 
-async fn save(s: &DynStore, update: &Update) -> ContactInfo {
-    s.update(update, None).await.expect("update")
+/// A fresh store where partner `acme` has the portal users that
+/// `complete_fields()` names as alert contacts.
+pub(crate) async fn acme_store(backend: Backend) -> common::TestStore {
+    let t = common::store(backend).await;
+    let acme = PartnerId::parse("acme").expect("partner");
+    for (email, role) in [
+        ("alerts@example.com", PortalRole::Administrator),
+        ("B@example.com", PortalRole::Editor),
+    ] {
+        t.store
+            .grant_portal_access(&acme, &Email::parse(email).expect("email"), role, ACTOR)
+            .await
+            .expect("grant");
+    }
+    t
 }
 
-async fn get(s: &DynStore, n: &ContactInfoName) -> Option<ContactInfo> {
+pub(crate) async fn save(s: &DynStore, update: &Update) -> ContactInfo {
+    s.update(update, None, ACTOR).await.expect("update")
+}
+
+pub(crate) async fn get(s: &DynStore, n: &ContactInfoName) -> Option<ContactInfo> {
     s.get(n).await.expect("get")
 }
 
 async fn missing_resource_reads_as_none(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     assert_eq!(get(&t.store, &prod("nobody")).await, None);
     t.store.ping().await.expect("ping");
 }
 
 async fn first_update_creates_and_round_trips_every_field(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let saved = save(&t.store, &replace_all(&n, complete_fields())).await;
     assert_eq!(saved.revision, 1);
@@ -105,7 +127,7 @@ async fn first_update_creates_and_round_trips_every_field(backend: Backend) {
 }
 
 async fn masked_update_keeps_untouched_fields(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let first = save(&t.store, &replace_all(&n, complete_fields())).await;
     let mut mask = FieldSet::EMPTY;
@@ -139,7 +161,7 @@ async fn masked_update_keeps_untouched_fields(backend: Backend) {
 }
 
 async fn environments_are_separate_resources(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let sandbox = name("acme", Environment::Sandbox);
     let mut fields = complete_fields();
     fields.alert_contacts.clear();
@@ -150,7 +172,7 @@ async fn environments_are_separate_resources(backend: Backend) {
 }
 
 async fn stale_etag_is_rejected_and_changes_nothing(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let first = save(&t.store, &replace_all(&n, complete_fields())).await;
     let second = save(&t.store, &replace_all(&n, ContactFields::default())).await;
@@ -158,34 +180,40 @@ async fn stale_etag_is_rejected_and_changes_nothing(backend: Backend) {
         expected_etag: Some(first.etag.clone()),
         ..replace_all(&n, complete_fields())
     };
-    assert_eq!(t.store.update(&stale, None).await, Err(Error::EtagMismatch));
+    assert_eq!(
+        t.store.update(&stale, None, ACTOR).await,
+        Err(Error::EtagMismatch)
+    );
     assert_eq!(get(&t.store, &n).await, Some(second.clone()));
     let fresh = Update {
         expected_etag: Some(second.etag.clone()),
         ..replace_all(&n, complete_fields())
     };
     assert_eq!(
-        t.store.update(&fresh, None).await.map(|i| i.revision),
+        t.store
+            .update(&fresh, None, ACTOR)
+            .await
+            .map(|i| i.revision),
         Ok(3)
     );
 }
 
 async fn etag_on_a_missing_resource_is_rejected(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let update = Update {
         expected_etag: Some("W/\"anything\"".into()),
         ..replace_all(&n, complete_fields())
     };
     assert_eq!(
-        t.store.update(&update, None).await,
+        t.store.update(&update, None, ACTOR).await,
         Err(Error::EtagMismatch)
     );
     assert_eq!(get(&t.store, &n).await, None);
 }
 
 async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let base = save(&t.store, &replace_all(&n, ContactFields::default())).await;
     let tasks: Vec<_> = (0..20)
@@ -201,7 +229,7 @@ async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) 
                     },
                 )
             };
-            tokio::spawn(async move { store.update(&update, None).await })
+            tokio::spawn(async move { store.update(&update, None, ACTOR).await })
         })
         .collect();
     let mut winners = Vec::new();
@@ -217,7 +245,7 @@ async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) 
 }
 
 async fn concurrent_unconditional_creates_lose_nothing(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("racy");
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -233,7 +261,7 @@ async fn concurrent_unconditional_creates_lose_nothing(backend: Backend) {
                 mask,
                 expected_etag: None,
             };
-            tokio::spawn(async move { store.update(&update, None).await })
+            tokio::spawn(async move { store.update(&update, None, ACTOR).await })
         })
         .collect();
     let mut revisions = HashSet::new();
@@ -250,24 +278,32 @@ async fn concurrent_unconditional_creates_lose_nothing(backend: Backend) {
 }
 
 async fn request_id_retry_returns_first_result_without_saving(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let k = key(1);
     let update = replace_all(&n, complete_fields());
-    let first = t.store.update(&update, Some(&k)).await.expect("first");
+    let first = t
+        .store
+        .update(&update, Some(&k), ACTOR)
+        .await
+        .expect("first");
     // Someone else saves in between; the retry still answers as the first call did.
     let between = save(&t.store, &replace_all(&n, ContactFields::default())).await;
-    let retry = t.store.update(&update, Some(&k)).await.expect("retry");
+    let retry = t
+        .store
+        .update(&update, Some(&k), ACTOR)
+        .await
+        .expect("retry");
     assert_eq!(retry, first);
     assert_eq!(get(&t.store, &n).await, Some(between));
 }
 
 async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let k = key(1);
     t.store
-        .update(&replace_all(&n, complete_fields()), Some(&k))
+        .update(&replace_all(&n, complete_fields()), Some(&k), ACTOR)
         .await
         .expect("first");
     let reused = RequestKey {
@@ -276,7 +312,11 @@ async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
     };
     let err = t
         .store
-        .update(&replace_all(&n, ContactFields::default()), Some(&reused))
+        .update(
+            &replace_all(&n, ContactFields::default()),
+            Some(&reused),
+            ACTOR,
+        )
         .await
         .expect_err("reuse");
     match err {
@@ -290,14 +330,14 @@ async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
 }
 
 async fn concurrent_retries_save_once(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let k = key(7);
     let update = replace_all(&n, complete_fields());
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let (store, update, k) = (t.store.clone(), update.clone(), k.clone());
-            tokio::spawn(async move { store.update(&update, Some(&k)).await })
+            tokio::spawn(async move { store.update(&update, Some(&k), ACTOR).await })
         })
         .collect();
     let mut results = Vec::new();
@@ -309,7 +349,7 @@ async fn concurrent_retries_save_once(backend: Backend) {
 }
 
 async fn failed_update_does_not_consume_its_request_id(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let k = key(3);
     let conditional = Update {
@@ -317,24 +357,27 @@ async fn failed_update_does_not_consume_its_request_id(backend: Backend) {
         ..replace_all(&n, complete_fields())
     };
     assert_eq!(
-        t.store.update(&conditional, Some(&k)).await,
+        t.store.update(&conditional, Some(&k), ACTOR).await,
         Err(Error::EtagMismatch)
     );
     // Only saved results are remembered, so the id is still free.
     let saved = t
         .store
-        .update(&replace_all(&n, complete_fields()), Some(&k))
+        .update(&replace_all(&n, complete_fields()), Some(&k), ACTOR)
         .await
         .expect("saved");
     assert_eq!(saved.revision, 1);
 }
 
 async fn purged_request_ids_are_forgotten(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let k = key(4);
     let update = replace_all(&n, complete_fields());
-    t.store.update(&update, Some(&k)).await.expect("first");
+    t.store
+        .update(&update, Some(&k), ACTOR)
+        .await
+        .expect("first");
     let kept = t
         .store
         .purge_request_ids(chrono::Utc::now() - store::REQUEST_ID_RETENTION)
@@ -342,7 +385,10 @@ async fn purged_request_ids_are_forgotten(backend: Backend) {
         .expect("purge none");
     assert_eq!(kept, 0);
     assert_eq!(
-        t.store.update(&update, Some(&k)).await.map(|i| i.revision),
+        t.store
+            .update(&update, Some(&k), ACTOR)
+            .await
+            .map(|i| i.revision),
         Ok(1)
     );
     let purged = t
@@ -352,13 +398,16 @@ async fn purged_request_ids_are_forgotten(backend: Backend) {
         .expect("purge all");
     assert_eq!(purged, 1);
     assert_eq!(
-        t.store.update(&update, Some(&k)).await.map(|i| i.revision),
+        t.store
+            .update(&update, Some(&k), ACTOR)
+            .await
+            .map(|i| i.revision),
         Ok(2)
     );
 }
 
 async fn saved_data_survives_reopening(backend: Backend) {
-    let t = common::store(backend).await;
+    let t = acme_store(backend).await;
     let n = prod("acme");
     let saved = save(&t.store, &replace_all(&n, complete_fields())).await;
     // A second process on the same database (and re-running migrations) sees it.

@@ -1,0 +1,174 @@
+//! Contact-info RPCs after admission: validate, call the store, encode.
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use super::{ContactsApi, convert, paging};
+use crate::domain::{Principal, now_micros, require_portal_users};
+use crate::error::{Error, FieldViolation};
+use crate::pb;
+use crate::store::RequestKey;
+
+pub(super) async fn get(
+    api: &ContactsApi,
+    principal: &Principal,
+    req: pb::GetContactsRequest,
+) -> Result<pb::ContactInfo, Error> {
+    let name = convert::parse_name(&req.name)?;
+    let found = match &req.read_time {
+        Some(t) => {
+            let at = convert::parse_time(t, "read_time")?;
+            api.store.get_at(&name, at).await?
+        }
+        None => api.store.get(&name).await?,
+    };
+    let info = found.ok_or_else(|| Error::NotFound {
+        name: name.to_string(),
+    })?;
+    Ok(convert::contact_info_to_pb(&info, principal.read_view()))
+}
+
+pub(super) async fn update(
+    api: &ContactsApi,
+    principal: &Principal,
+    req: pb::UpdateContactsRequest,
+) -> Result<pb::ContactInfo, Error> {
+    // Report every problem at once: the request id is checked beside the body.
+    let (update, key) = match (convert::parse_update(&req), request_key(&req)) {
+        (Ok(update), Ok(key)) => (update, key),
+        (Err(Error::InvalidArgument { mut violations, .. }), Err(v)) => {
+            violations.push(v);
+            return Err(Error::invalid(violations));
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(v)) => return Err(Error::invalid(vec![v])),
+    };
+    let view = principal.read_view();
+    if req.validate_only {
+        let current = api.store.get(&update.name).await?;
+        let fields = update.merge_onto(current.as_ref())?;
+        if update.names_alert_contacts(&fields) {
+            let users = api.store.portal_user_emails(&update.name.partner).await?;
+            require_portal_users(&fields, &users)?;
+        }
+        return Ok(convert::preview_to_pb(
+            &update.name,
+            &fields,
+            current.as_ref(),
+            view,
+        ));
+    }
+    let saved = api
+        .store
+        .update(&update, key.as_ref(), principal.actor())
+        .await?;
+    Ok(convert::contact_info_to_pb(&saved, view))
+}
+
+/// A present `request_id` must be a UUID in its usual hyphenated form (either
+/// case); the key also fingerprints the whole request so a reused id can be
+/// told from a retry.
+fn request_key(req: &pb::UpdateContactsRequest) -> Result<Option<RequestKey>, FieldViolation> {
+    if req.request_id.is_empty() || req.validate_only {
+        return Ok(None);
+    }
+    let id = uuid::Uuid::try_parse(&req.request_id)
+        .ok()
+        .filter(|_| req.request_id.len() == 36)
+        .ok_or_else(|| {
+            FieldViolation::new(
+                "request_id",
+                "must be a UUID in hyphenated form, e.g. 2f1e9a9c-2d43-4b0e-9a4e-8c1f3b7d5e60",
+            )
+        })?;
+    // Fingerprint the request as if the id were written in lowercase, so a
+    // retry that changes only the id's case is still the same request.
+    let mut canonical = req.clone();
+    canonical.request_id = id.hyphenated().to_string();
+    let fingerprint = Sha256::digest(canonical.encode_to_vec()).into();
+    Ok(Some(RequestKey { id, fingerprint }))
+}
+
+pub(super) async fn check_gate(
+    api: &ContactsApi,
+    req: pb::CheckOnboardingGateRequest,
+) -> Result<pb::CheckOnboardingGateResponse, Error> {
+    // Both inputs are checked before any lookup, and reported together.
+    let name = match convert::parse_gate_name(&req.name) {
+        Ok(name) => name,
+        Err(Error::InvalidArgument { mut violations, .. }) => {
+            if let Err(Error::InvalidArgument {
+                violations: more, ..
+            }) = api.policy.check_type(&req.integration_type)
+            {
+                violations.extend(more);
+            }
+            return Err(Error::invalid(violations));
+        }
+        Err(e) => return Err(e),
+    };
+    api.policy.check_type(&req.integration_type)?;
+    let current = api.store.get(&name).await?;
+    let users = match &current {
+        Some(c) if !c.fields.alert_contacts.is_empty() => {
+            api.store.portal_user_emails(&name.partner).await?
+        }
+        _ => Default::default(),
+    };
+    let result = api.policy.evaluate(
+        &req.integration_type,
+        name.environment,
+        current.as_ref().map(|c| &c.fields),
+        &users,
+    )?;
+    Ok(convert::gate_to_pb(
+        &result,
+        current.as_ref().map(|c| c.etag.as_str()),
+        now_micros(),
+    ))
+}
+
+const REVISIONS_TOKEN: &str = "revisions";
+
+pub(super) async fn list_revisions(
+    api: &ContactsApi,
+    principal: &Principal,
+    req: pb::ListContactInfoRevisionsRequest,
+) -> Result<pb::ListContactInfoRevisionsResponse, Error> {
+    let name = convert::parse_name(&req.name);
+    let size = paging::page_size(req.page_size);
+    let (name, size) = match (name, size) {
+        (Ok(n), Ok(s)) => (n, s),
+        (Err(Error::InvalidArgument { mut violations, .. }), Err(v)) => {
+            violations.push(v);
+            return Err(Error::invalid(violations));
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(v)) => return Err(Error::invalid(vec![v])),
+    };
+    let before = if req.page_token.is_empty() {
+        None
+    } else {
+        let cursor = paging::decode_token(&req.page_token, REVISIONS_TOKEN, &req.name)?;
+        Some(cursor.parse::<i64>().map_err(|_| {
+            Error::invalid_field("page_token", "is not a page token of this request")
+        })?)
+    };
+    // One extra row tells whether another page follows.
+    let mut revisions = api.store.list_revisions(&name, before, size + 1).await?;
+    let next_page_token = if revisions.len() > size {
+        revisions.truncate(size);
+        revisions.last().map_or_else(String::new, |r| {
+            paging::encode_token(REVISIONS_TOKEN, &req.name, &r.info.revision.to_string())
+        })
+    } else {
+        String::new()
+    };
+    let view = principal.read_view();
+    Ok(pb::ListContactInfoRevisionsResponse {
+        revisions: revisions
+            .iter()
+            .map(|r| convert::revision_to_pb(r, view))
+            .collect(),
+        next_page_token,
+    })
+}

@@ -1,0 +1,164 @@
+//! Portal-user RPCs (the onboarding modal's Users tab) after admission.
+use super::{ContactsApi, convert::timestamp, paging};
+use crate::domain::{
+    Email, PortalRole, PortalUser, PortalUserName, Principal, parse_partner_parent,
+};
+use crate::error::{Error, Violations};
+use crate::pb;
+use crate::store::UserCursor;
+
+const USERS_TOKEN: &str = "users";
+
+fn user_to_pb(u: &PortalUser) -> pb::PortalUser {
+    pb::PortalUser {
+        name: u.name.to_string(),
+        email: u.email.as_str().to_owned(),
+        role: role_to_pb(u.role) as i32,
+        create_time: Some(timestamp(u.create_time)),
+        update_time: Some(timestamp(u.update_time)),
+    }
+}
+
+fn role_to_pb(r: PortalRole) -> pb::PortalRole {
+    match r {
+        PortalRole::Administrator => pb::PortalRole::Administrator,
+        PortalRole::Editor => pb::PortalRole::Editor,
+        PortalRole::ReadOnly => pb::PortalRole::ReadOnly,
+    }
+}
+
+/// A role from the wire; UNSPECIFIED and unknown numbers are violations.
+fn parse_role(raw: i32, field: &str, v: &mut Violations) -> Option<PortalRole> {
+    match pb::PortalRole::try_from(raw) {
+        Ok(pb::PortalRole::Administrator) => Some(PortalRole::Administrator),
+        Ok(pb::PortalRole::Editor) => Some(PortalRole::Editor),
+        Ok(pb::PortalRole::ReadOnly) => Some(PortalRole::ReadOnly),
+        Ok(pb::PortalRole::Unspecified) | Err(_) => {
+            v.push(
+                field,
+                "must be PORTAL_ROLE_ADMINISTRATOR, PORTAL_ROLE_EDITOR or PORTAL_ROLE_READ_ONLY",
+            );
+            None
+        }
+    }
+}
+
+fn cursor_text(c: &UserCursor) -> String {
+    format!("{}|{}", c.create_time.timestamp_micros(), c.id.hyphenated())
+}
+
+fn parse_cursor(text: &str) -> Option<UserCursor> {
+    let (micros, id) = text.split_once('|')?;
+    Some(UserCursor {
+        create_time: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id: uuid::Uuid::try_parse(id).ok()?,
+    })
+}
+
+pub(super) async fn list(
+    api: &ContactsApi,
+    req: pb::ListPortalUsersRequest,
+) -> Result<pb::ListPortalUsersResponse, Error> {
+    let mut v = Violations::default();
+    let partner = parse_partner_parent(&req.parent)
+        .map_err(|d| v.push("parent", d))
+        .ok();
+    let size = paging::page_size(req.page_size)
+        .map_err(|e| v.push(e.field, e.description))
+        .ok();
+    let (partner, size) = match v.finish((partner, size))? {
+        (Some(p), Some(s)) => (p, s),
+        _ => return Err(Error::invalid_field("parent", "is invalid")),
+    };
+    let after = if req.page_token.is_empty() {
+        None
+    } else {
+        let text = paging::decode_token(&req.page_token, USERS_TOKEN, &req.parent)?;
+        Some(parse_cursor(&text).ok_or_else(|| {
+            Error::invalid_field("page_token", "is not a page token of this request")
+        })?)
+    };
+    // One extra row tells whether another page follows.
+    let mut users = api
+        .store
+        .list_portal_users(&partner, after.as_ref(), size + 1)
+        .await?;
+    let next_page_token = if users.len() > size {
+        users.truncate(size);
+        users.last().map_or_else(String::new, |u| {
+            let cursor = UserCursor {
+                create_time: u.create_time,
+                id: u.name.id,
+            };
+            paging::encode_token(USERS_TOKEN, &req.parent, &cursor_text(&cursor))
+        })
+    } else {
+        String::new()
+    };
+    Ok(pb::ListPortalUsersResponse {
+        portal_users: users.iter().map(user_to_pb).collect(),
+        next_page_token,
+    })
+}
+
+pub(super) async fn grant(
+    api: &ContactsApi,
+    principal: &Principal,
+    req: pb::GrantPortalAccessRequest,
+) -> Result<pb::PortalUser, Error> {
+    let mut v = Violations::default();
+    let partner = parse_partner_parent(&req.parent)
+        .map_err(|d| v.push("parent", d))
+        .ok();
+    let (email, role) = match &req.portal_user {
+        None => {
+            v.push("portal_user", "is required");
+            (None, None)
+        }
+        Some(u) => (
+            Email::parse(&u.email)
+                .map_err(|d| v.push("portal_user.email", d))
+                .ok(),
+            parse_role(u.role, "portal_user.role", &mut v),
+        ),
+    };
+    let (Some(partner), Some(email), Some(role)) = v.finish((partner, email, role))? else {
+        return Err(Error::invalid_field("portal_user", "is invalid"));
+    };
+    let user = api
+        .store
+        .grant_portal_access(&partner, &email, role, principal.actor())
+        .await?;
+    Ok(user_to_pb(&user))
+}
+
+pub(super) async fn update_role(
+    api: &ContactsApi,
+    principal: &Principal,
+    req: pb::UpdatePortalUserRoleRequest,
+) -> Result<pb::PortalUser, Error> {
+    let mut v = Violations::default();
+    let name = PortalUserName::parse(&req.name)
+        .map_err(|d| v.push("name", d))
+        .ok();
+    let role = parse_role(req.role, "role", &mut v);
+    let (Some(name), Some(role)) = v.finish((name, role))? else {
+        return Err(Error::invalid_field("name", "is invalid"));
+    };
+    let user = api
+        .store
+        .update_portal_user_role(&name, role, principal.actor())
+        .await?;
+    Ok(user_to_pb(&user))
+}
+
+pub(super) async fn revoke(
+    api: &ContactsApi,
+    principal: &Principal,
+    req: pb::RevokePortalAccessRequest,
+) -> Result<(), Error> {
+    let name = PortalUserName::parse(&req.name).map_err(|d| Error::invalid_field("name", d))?;
+    api.store
+        .revoke_portal_access(&name, principal.actor())
+        .await
+}

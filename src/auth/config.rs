@@ -1,0 +1,317 @@
+//! The identity configuration file (TOML): JWT keys and mutual TLS, checked whole at load.
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::domain::{Scope, Scopes};
+
+/// Clock skew allowed on `exp` and `nbf` when the file does not say.
+pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+
+/// More than this is a misconfiguration (milliseconds, minutes), not clock skew.
+pub const MAX_LEEWAY_SECONDS: u64 = 300;
+
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the SHA-256 output.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// How callers prove who they are; the module documentation shows an example file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer JWTs in the `authorization` metadata.
+    pub jwt: Option<JwtConfig>,
+    /// TLS for the listener and, with `client_ca`, client certificates.
+    pub mtls: Option<MtlsConfig>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `iss` must equal this.
+    pub issuer: String,
+    /// `aud` must be or contain this.
+    pub audience: String,
+    /// Development: the shared HS256 secret, at least 32 bytes.
+    pub hs256_secret: Option<String>,
+    /// The shared secret read from a file (trailing line breaks are ignored).
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Production: RS256/ES256 public keys as a JWKS document; tokens name their key by `kid`.
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    DEFAULT_LEEWAY_SECONDS
+}
+
+// Hand-written so the secret never reaches a log line through `{:?}`.
+impl fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("hs256_secret_file", &self.hs256_secret_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("leeway_seconds", &self.leeway_seconds)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsConfig {
+    /// PEM certificate chain the server presents (leaf first).
+    pub server_cert: Option<PathBuf>,
+    /// PEM private key of `server_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub server_key: Option<PathBuf>,
+    /// PEM CA certificate(s); when set, every client must present a certificate it issued.
+    pub client_ca: Option<PathBuf>,
+    /// Which client SPIFFE IDs are accepted, with what scopes.
+    #[serde(default)]
+    pub identities: Vec<MtlsIdentity>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsIdentity {
+    pub spiffe_id: String,
+    pub scopes: Vec<String>,
+}
+
+/// Reads, parses and validates the identity configuration: every key, certificate
+/// and scope name is checked here so a bad file stops the server at start.
+/// Relative paths inside resolve against the file's directory; the returned
+/// config holds them resolved.
+pub fn load(path: &Path) -> Result<AuthConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read auth config {}: {e}", path.display()))?;
+    let mut cfg =
+        parse_toml(&text).map_err(|e| format!("invalid auth config {}: {e}", path.display()))?;
+    let base = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    cfg.resolve_paths(&base);
+    cfg.validate()
+        .map_err(|e| format!("invalid auth config {}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+/// toml's own message quotes the offending line, which may hold the secret:
+/// report only the line number and what is wrong.
+fn parse_toml(text: &str) -> Result<AuthConfig, String> {
+    toml::from_str(text).map_err(|e: toml::de::Error| {
+        let message = e.message().trim_end();
+        match e.span() {
+            Some(span) => {
+                let line = text
+                    .get(..span.start)
+                    .map_or(0, |before| before.matches('\n').count())
+                    + 1;
+                format!("line {line}: {message}")
+            }
+            None => message.to_owned(),
+        }
+    })
+}
+
+impl AuthConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(jwt) = &mut self.jwt {
+            jwt.hs256_secret_file.iter_mut().for_each(resolve);
+            jwt.jwks_file.iter_mut().for_each(resolve);
+        }
+        if let Some(mtls) = &mut self.mtls {
+            mtls.server_cert.iter_mut().for_each(resolve);
+            mtls.server_key.iter_mut().for_each(resolve);
+            mtls.client_ca.iter_mut().for_each(resolve);
+        }
+    }
+
+    /// Builds everything the server would build from this config, and throws it away.
+    pub fn validate(&self) -> Result<(), String> {
+        super::Authenticator::from_config(self)?;
+        if let Some(tls) = tls_config(self)? {
+            // tonic builds its rustls config here: a key that does not match
+            // its certificate, or a CA rustls refuses, fails now, not at the first
+            // connection.
+            tonic::transport::Server::builder()
+                .tls_config(tls)
+                .map_err(|e| format!("[mtls]: rustls rejects the TLS settings: {}", chain(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// Whether any way of authenticating callers is configured.
+    pub(super) fn check_has_method(&self) -> Result<(), String> {
+        let jwt = self.jwt.is_some();
+        // A client CA alone admits connections but maps no certificate to a caller.
+        let client_certs = self
+            .mtls
+            .as_ref()
+            .is_some_and(|m| m.client_ca.is_some() && !m.identities.is_empty());
+        if jwt || client_certs {
+            Ok(())
+        } else {
+            Err(
+                "no way to authenticate callers is configured: add a [jwt] section \
+                 (hs256_secret, hs256_secret_file or jwks_file) or [mtls] with client_ca \
+                 and [[mtls.identities]]"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+impl JwtConfig {
+    /// The shared secret, inline or from its file; `None` when neither is set.
+    pub(super) fn hs256_secret_bytes(&self) -> Result<Option<Vec<u8>>, String> {
+        let secret = match (&self.hs256_secret, &self.hs256_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err("[jwt]: set hs256_secret or hs256_secret_file, not both".to_owned());
+            }
+            (Some(s), None) => s.as_bytes().to_vec(),
+            (None, Some(path)) => {
+                let mut bytes = read_file("[jwt] hs256_secret_file", path)?;
+                // Secret files are usually written by `echo` or an editor.
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                bytes
+            }
+            (None, None) => return Ok(None),
+        };
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            return Err(format!(
+                "[jwt]: the HS256 secret is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
+                secret.len()
+            ));
+        }
+        Ok(Some(secret))
+    }
+}
+
+/// The scope names of one identity, refused when unknown: unlike a token's
+/// `scope` claim, the config is ours, and a typo would silently grant nothing.
+pub(super) fn parse_scopes(what: &str, names: &[String]) -> Result<Scopes, String> {
+    names
+        .iter()
+        .map(|name| {
+            Scope::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "{what}: unknown scope \"{name}\" (known: {})",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+pub(super) fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))
+}
+
+/// Server TLS settings: `Some` when `[mtls]` names a server certificate and key.
+/// With `client_ca`, client certificates are required and verified against it.
+pub fn tls_config(cfg: &AuthConfig) -> Result<Option<ServerTlsConfig>, String> {
+    let Some(mtls) = &cfg.mtls else {
+        return Ok(None);
+    };
+    let (cert_path, key_path) = match (&mtls.server_cert, &mtls.server_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) if mtls.client_ca.is_none() => return Ok(None),
+        (None, None) => {
+            return Err(
+                "[mtls]: client_ca needs server_cert and server_key: client certificates \
+                 are only asked for over TLS"
+                    .to_owned(),
+            );
+        }
+        (Some(_), None) => {
+            return Err("[mtls]: server_cert is set but server_key is not".to_owned());
+        }
+        (None, Some(_)) => {
+            return Err("[mtls]: server_key is set but server_cert is not".to_owned());
+        }
+    };
+    let cert_pem = read_file("[mtls] server_cert", cert_path)?;
+    check_certificates("[mtls] server_cert", cert_path, &cert_pem, true)?;
+    let key_pem = read_file("[mtls] server_key", key_path)?;
+    check_private_key(key_path, &key_pem)?;
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
+    if let Some(ca_path) = &mtls.client_ca {
+        let ca_pem = read_file("[mtls] client_ca", ca_path)?;
+        check_certificates("[mtls] client_ca", ca_path, &ca_pem, false)?;
+        tls = tls.client_ca_root(Certificate::from_pem(ca_pem));
+    }
+    Ok(Some(tls))
+}
+
+/// Parses PEM the way tonic will, then each certificate as X.509, so a wrong
+/// file is named here rather than as "Error parsing TLS certificate" later.
+fn check_certificates(what: &str, path: &Path, pem: &[u8], leaf_first: bool) -> Result<(), String> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{what} {shown}: not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{what} {shown}: no CERTIFICATE block found"));
+    }
+    for (i, der) in certs.iter().enumerate() {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+            format!(
+                "{what} {shown}: certificate {} is not valid X.509: {e}",
+                i + 1
+            )
+        })?;
+        // Only the served leaf: an expired CA fails verification visibly anyway,
+        // an expired server certificate fails every client at once.
+        if leaf_first && i == 0 && !cert.validity().is_valid() {
+            return Err(format!(
+                "{what} {shown}: the certificate is not valid now (valid from {} to {})",
+                cert.validity().not_before,
+                cert.validity().not_after
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_private_key(path: &Path, pem: &[u8]) -> Result<(), String> {
+    let shown = path.display();
+    match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(_) => Ok(()),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(format!(
+            "[mtls] server_key {shown}: no unencrypted private key found \
+             (PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)"
+        )),
+        Err(e) => Err(format!("[mtls] server_key {shown}: not valid PEM: {e}")),
+    }
+}
+
+/// tonic's transport error says only "transport error"; the cause is in its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,178 @@
+//! Caller identity: turns a call's bearer token or client certificate into a `Principal`.
+//!
+//! Configured by a TOML file ([`load`]):
+//!
+//! ```toml
+//! [jwt]
+//! issuer = "https://auth.partnerportal.example"      # iss must equal it
+//! audience = "partner-contacts"                       # aud must be or contain it
+//! hs256_secret = "dev-only-secret-at-least-32-bytes"  # development: shared secret
+//! # hs256_secret_file = "/run/secrets/jwt-hs256"      # alternative to the inline secret
+//! jwks_file = "/etc/partner-contacts/jwks.json"       # production: RS256/ES256 keys, by kid
+//! leeway_seconds = 30                                 # clock skew allowed on exp/nbf
+//!
+//! [mtls]
+//! server_cert = "server.pem"
+//! server_key = "server.key"
+//! client_ca = "clients-ca.pem"     # when set, client certificates are required
+//! [[mtls.identities]]
+//! spiffe_id = "spiffe://platform.example/ns/alerts/sa/dispatcher"
+//! scopes = ["contacts.read", "gate.check"]
+//! ```
+//!
+//! A bearer token, when sent, decides the principal even over a client
+//! certificate: a service may act for a portal user it forwards. A token that
+//! does not verify is refused, never replaced by the certificate's identity.
+use std::fmt;
+use std::sync::Arc;
+
+use tonic::metadata::MetadataMap;
+use tonic::transport::CertificateDer;
+
+use crate::domain::Principal;
+use crate::error::Error;
+
+mod config;
+mod jwt;
+mod mtls;
+mod token;
+
+pub use config::{
+    AuthConfig, DEFAULT_LEEWAY_SECONDS, JwtConfig, MAX_LEEWAY_SECONDS, MIN_HS256_SECRET_BYTES,
+    MtlsConfig, MtlsIdentity, load, tls_config,
+};
+pub use token::{MAX_TTL_SECONDS, TokenArgs, mint, mint_hs256};
+
+/// Verifies callers on every RPC. Cheap to clone; keys and validation rules
+/// are prepared once at construction.
+#[derive(Clone)]
+pub struct Authenticator {
+    /// `None`: no auth configured, every caller is the developer.
+    inner: Option<Arc<Verifiers>>,
+}
+
+struct Verifiers {
+    jwt: Option<jwt::JwtVerifier>,
+    spiffe: mtls::SpiffeMap,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            None => f.write_str("Authenticator(disabled)"),
+            Some(v) => f
+                .debug_struct("Authenticator")
+                .field("jwt", &v.jwt.is_some())
+                .field("mtls_identities", &!v.spiffe.is_empty())
+                .finish(),
+        }
+    }
+}
+
+impl Authenticator {
+    /// No authentication: every caller is `Principal::Developer`. Only for a
+    /// loopback listener; the server decides that.
+    pub fn disabled() -> Self {
+        Self { inner: None }
+    }
+
+    /// Builds the verifiers, checking keys and identities (see [`load`], which
+    /// also resolves relative paths).
+    pub fn from_config(cfg: &AuthConfig) -> Result<Self, String> {
+        cfg.check_has_method()?;
+        let jwt = cfg
+            .jwt
+            .as_ref()
+            .map(jwt::JwtVerifier::from_config)
+            .transpose()?;
+        let identities = cfg.mtls.as_ref().map_or(&[][..], |m| &m.identities[..]);
+        if !identities.is_empty() && cfg.mtls.as_ref().is_none_or(|m| m.client_ca.is_none()) {
+            return Err(
+                "[[mtls.identities]] needs [mtls] client_ca: without it clients send no certificate"
+                    .to_owned(),
+            );
+        }
+        let spiffe = mtls::SpiffeMap::from_config(identities)?;
+        Ok(Self {
+            inner: Some(Arc::new(Verifiers { jwt, spiffe })),
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The caller of one RPC, from its `authorization` metadata or, failing
+    /// that, its verified client certificate chain (`Request::peer_certs()`).
+    pub fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        peer_certs: Option<&[CertificateDer<'static>]>,
+    ) -> Result<Principal, Error> {
+        let Some(v) = &self.inner else {
+            return Ok(Principal::Developer);
+        };
+        if let Some(token) = bearer_token(metadata)? {
+            return match &v.jwt {
+                Some(jwt) => jwt.verify(token),
+                None => Err(unauthenticated(
+                    "bearer tokens are not accepted by this server",
+                )),
+            };
+        }
+        if !v.spiffe.is_empty()
+            && let Some(chain) = peer_certs.filter(|c| !c.is_empty())
+        {
+            return v.spiffe.principal(chain);
+        }
+        Err(unauthenticated(if v.spiffe.is_empty() {
+            "missing bearer token"
+        } else {
+            "missing bearer token or client certificate"
+        }))
+    }
+}
+
+/// The token of `authorization: Bearer <token>`, `None` without the header.
+fn bearer_token(metadata: &MetadataMap) -> Result<Option<&str>, Error> {
+    let mut values = metadata.get_all("authorization").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(unauthenticated("more than one authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| unauthenticated("authorization header is not printable ASCII"))?;
+    let malformed = || unauthenticated("authorization header must be \"Bearer <token>\"");
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    // RFC 7235: the scheme is case-insensitive.
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(malformed());
+    }
+    let token = token.trim_matches(' ');
+    if token.is_empty() {
+        return Err(unauthenticated("missing bearer token"));
+    }
+    if token.len() > jwt::MAX_TOKEN_BYTES {
+        return Err(unauthenticated("bearer token is too large"));
+    }
+    // A compact JWS is base64url segments joined by dots.
+    let jws_chars = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !jws_chars {
+        return Err(unauthenticated("bearer token is not a JWT"));
+    }
+    Ok(Some(token))
+}
+
+fn unauthenticated(message: &str) -> Error {
+    Error::Unauthenticated {
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! The `token` subcommand: mints HS256 development tokens with the configured shared secret.
+use std::path::PathBuf;
+
+use clap::ArgGroup;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+
+use super::config::{MIN_HS256_SECRET_BYTES, load};
+use crate::domain::{PartnerId, PortalRole, Principal, Scope, Scopes};
+
+/// Longest lifetime `--ttl-seconds` accepts: development tokens should not
+/// outlive a working week.
+pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Mint a development token signed with the config's HS256 secret.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(ArgGroup::new("kind").required(true).args(["scopes", "partner"])))]
+pub struct TokenArgs {
+    /// Identity configuration file (TOML) with [jwt] hs256_secret or hs256_secret_file.
+    #[arg(long, env = "PARTNER_CONTACTS_AUTH_CONFIG", value_name = "PATH")]
+    pub auth_config: PathBuf,
+
+    /// Subject: the calling service's name, or the portal user's id.
+    #[arg(long)]
+    pub sub: String,
+
+    /// Scope granted to a service token (repeatable): contacts.read,
+    /// contacts.read_user_facing, contacts.write, gate.check, users.manage, history.read.
+    #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
+    pub scopes: Vec<Scope>,
+
+    /// Partner a portal-user token acts for (with --role).
+    #[arg(long, value_parser = parse_partner, requires = "role")]
+    pub partner: Option<PartnerId>,
+
+    /// Portal role: ADMINISTRATOR, EDITOR or READ_ONLY (with --partner).
+    #[arg(long, value_parser = parse_role, requires = "partner")]
+    pub role: Option<PortalRole>,
+
+    /// Seconds until the token expires.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECONDS))]
+    pub ttl_seconds: u64,
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown scope (known: {})", known.join(", "))
+    })
+}
+
+fn parse_partner(s: &str) -> Result<PartnerId, String> {
+    PartnerId::parse(s).map_err(str::to_owned)
+}
+
+fn parse_role(s: &str) -> Result<PortalRole, String> {
+    PortalRole::parse(s).ok_or_else(|| "must be ADMINISTRATOR, EDITOR or READ_ONLY".to_owned())
+}
+
+/// The compact JWT for `args`, signed with the configured development secret.
+pub fn mint(args: &TokenArgs) -> Result<String, String> {
+    let cfg = load(&args.auth_config)?;
+    let shown = args.auth_config.display();
+    let jwt = cfg.jwt.as_ref().ok_or_else(|| {
+        format!("auth config {shown} has no [jwt] section: there is no secret to sign with")
+    })?;
+    let secret = jwt
+        .hs256_secret_bytes()
+        .map_err(|e| format!("invalid auth config {shown}: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "auth config {shown} has no [jwt] hs256_secret or hs256_secret_file: \
+                 development tokens are signed with it"
+            )
+        })?;
+    let principal = match (&args.partner, args.role) {
+        (Some(partner), Some(role)) => Principal::PortalUser {
+            sub: args.sub.clone(),
+            partner: partner.clone(),
+            role,
+        },
+        (None, None) => Principal::Service {
+            sub: args.sub.clone(),
+            scopes: args.scopes.iter().copied().collect(),
+        },
+        _ => return Err("--partner and --role go together".to_owned()),
+    };
+    mint_hs256(
+        &secret,
+        &jwt.issuer,
+        &jwt.audience,
+        &principal,
+        args.ttl_seconds,
+    )
+}
+
+#[derive(Serialize)]
+struct MintedClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    portal_role: Option<&'static str>,
+}
+
+/// An HS256 token that `Authenticator::authenticate` turns back into `principal`.
+/// For the `token` subcommand and tests; `Principal::Developer` has no token.
+pub fn mint_hs256(
+    secret: &[u8],
+    issuer: &str,
+    audience: &str,
+    principal: &Principal,
+    ttl_seconds: u64,
+) -> Result<String, String> {
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(format!(
+            "the HS256 secret is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
+            secret.len()
+        ));
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    let exp = now
+        .checked_add(ttl_seconds)
+        .ok_or_else(|| "ttl_seconds is too large".to_owned())?;
+    let (sub, scope, partner, portal_role) = match principal {
+        Principal::Developer => {
+            return Err(
+                "the developer principal is for servers without auth; it has no token".to_owned(),
+            );
+        }
+        Principal::Service { sub, scopes } => (sub, scope_claim(*scopes), None, None),
+        Principal::PortalUser { sub, partner, role } => {
+            (sub, None, Some(partner.as_str()), Some(role.as_str()))
+        }
+    };
+    if sub.trim().is_empty() {
+        return Err("sub must not be empty".to_owned());
+    }
+    let claims = MintedClaims {
+        iss: issuer,
+        aud: audience,
+        sub,
+        iat: now,
+        nbf: now,
+        exp,
+        scope,
+        partner,
+        portal_role,
+    };
+    let key =
+        EncodingKey::from_secret(secret).map_err(|e| format!("unusable HS256 secret: {e}"))?;
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| format!("cannot sign the token: {e}"))
+}
+
+fn scope_claim(scopes: Scopes) -> Option<String> {
+    let names: Vec<&str> = scopes.iter().map(Scope::as_str).collect();
+    (!names.is_empty()).then(|| names.join(" "))
+}
