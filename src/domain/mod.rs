@@ -5,6 +5,7 @@ mod contact_info;
 mod gate;
 mod name;
 mod portal_user;
+mod recipients;
 mod support;
 
 pub use access::{Action, PortalRole, Principal, ReadView, Scope, Scopes, partner_segment};
@@ -16,4 +17,5 @@ pub use portal_user::{
     PortalUser, PortalUserEmails, PortalUserName, alert_contacts_not_users,
     check_administrators_remain, parse_partner_parent, require_portal_users,
 };
+pub use recipients::{Purpose, Resolution, resolve};
 pub use support::{LocalTime, MAX_SUPPORT_WINDOWS, OperationalSupport, SupportWindow, Weekday};
