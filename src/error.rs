@@ -135,6 +135,29 @@ fn describe_violations(violations: &[FieldViolation]) -> String {
     out
 }
 
+/// Joins a parsed value with one more field check, so that a request with
+/// problems in both reports them together.
+pub fn join_checks<T, U>(
+    first: Result<T, Error>,
+    second: Result<U, FieldViolation>,
+) -> Result<(T, U), Error> {
+    match (first, second) {
+        (Ok(t), Ok(u)) => Ok((t, u)),
+        (
+            Err(Error::InvalidArgument {
+                reason,
+                mut violations,
+            }),
+            Err(v),
+        ) => {
+            violations.push(v);
+            Err(Error::InvalidArgument { reason, violations })
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(v)) => Err(Error::invalid(vec![v])),
+    }
+}
+
 /// Collects violations so a request reports all its problems at once.
 #[derive(Debug, Default)]
 pub struct Violations {

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ContactsApi, convert, paging};
 use crate::domain::{Principal, now_micros, require_portal_users};
-use crate::error::{Error, FieldViolation};
+use crate::error::{Error, FieldViolation, join_checks};
 use crate::pb;
 use crate::store::RequestKey;
 
@@ -33,15 +33,7 @@ pub(super) async fn update(
     req: pb::UpdateContactsRequest,
 ) -> Result<pb::ContactInfo, Error> {
     // Report every problem at once: the request id is checked beside the body.
-    let (update, key) = match (convert::parse_update(&req), request_key(&req)) {
-        (Ok(update), Ok(key)) => (update, key),
-        (Err(Error::InvalidArgument { mut violations, .. }), Err(v)) => {
-            violations.push(v);
-            return Err(Error::invalid(violations));
-        }
-        (Err(e), _) => return Err(e),
-        (Ok(_), Err(v)) => return Err(Error::invalid(vec![v])),
-    };
+    let (update, key) = join_checks(convert::parse_update(&req), request_key(&req))?;
     let view = principal.read_view();
     if req.validate_only {
         let current = api.store.get(&update.name).await?;
@@ -134,17 +126,10 @@ pub(super) async fn list_revisions(
     principal: &Principal,
     req: pb::ListContactInfoRevisionsRequest,
 ) -> Result<pb::ListContactInfoRevisionsResponse, Error> {
-    let name = convert::parse_name(&req.name);
-    let size = paging::page_size(req.page_size);
-    let (name, size) = match (name, size) {
-        (Ok(n), Ok(s)) => (n, s),
-        (Err(Error::InvalidArgument { mut violations, .. }), Err(v)) => {
-            violations.push(v);
-            return Err(Error::invalid(violations));
-        }
-        (Err(e), _) => return Err(e),
-        (Ok(_), Err(v)) => return Err(Error::invalid(vec![v])),
-    };
+    let (name, size) = join_checks(
+        convert::parse_name(&req.name),
+        paging::page_size(req.page_size),
+    )?;
     let before = if req.page_token.is_empty() {
         None
     } else {

@@ -1067,3 +1067,18 @@ fn mint_hs256_refuses_what_cannot_verify() {
         p
     );
 }
+
+#[test]
+fn shipped_configs_stay_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The development config is used verbatim by the README's walkthrough.
+    let dev = load(&root.join("deploy/auth.dev.toml")).expect("deploy/auth.dev.toml loads");
+    assert!(Authenticator::from_config(&dev).is_ok_and(|a| a.is_enabled()));
+    // The production example names files that exist only in a deployment;
+    // its shape must still parse.
+    let text = std::fs::read_to_string(root.join("deploy/auth.example.toml")).expect("read");
+    let example: AuthConfig = toml::from_str(&text).expect("deploy/auth.example.toml parses");
+    let mtls = example.mtls.expect("[mtls]");
+    assert_eq!(mtls.identities.len(), 2);
+    assert!(example.jwt.is_some_and(|j| j.jwks_file.is_some()));
+}
