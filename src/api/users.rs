@@ -3,7 +3,7 @@ use super::{ContactsApi, convert::timestamp, paging};
 use crate::domain::{
     Email, PortalRole, PortalUser, PortalUserName, Principal, parse_partner_parent,
 };
-use crate::error::{Error, Violations};
+use crate::error::{Error, Violations, join_checks};
 use crate::pb;
 use crate::store::UserCursor;
 
@@ -59,17 +59,10 @@ pub(super) async fn list(
     api: &ContactsApi,
     req: pb::ListPortalUsersRequest,
 ) -> Result<pb::ListPortalUsersResponse, Error> {
-    let mut v = Violations::default();
-    let partner = parse_partner_parent(&req.parent)
-        .map_err(|d| v.push("parent", d))
-        .ok();
-    let size = paging::page_size(req.page_size)
-        .map_err(|e| v.push(e.field, e.description))
-        .ok();
-    let (partner, size) = match v.finish((partner, size))? {
-        (Some(p), Some(s)) => (p, s),
-        _ => return Err(Error::invalid_field("parent", "is invalid")),
-    };
+    let (partner, size) = join_checks(
+        parse_partner_parent(&req.parent).map_err(|d| Error::invalid_field("parent", d)),
+        paging::page_size(req.page_size),
+    )?;
     let after = if req.page_token.is_empty() {
         None
     } else {
