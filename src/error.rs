@@ -19,6 +19,10 @@ impl FieldViolation {
     }
 }
 
+/// Resource types named in NOT_FOUND details.
+pub const CONTACT_INFO_TYPE: &str = "partnerportal.contacts.v1.ContactInfo";
+pub const PORTAL_USER_TYPE: &str = "partnerportal.contacts.v1.PortalUser";
+
 /// Machine-readable reason of an INVALID_ARGUMENT, sent as `ErrorInfo.reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidReason {
@@ -66,8 +70,13 @@ pub enum Error {
     /// resource exists.
     #[error("{message}")]
     PermissionDenied { message: String },
+    /// `resource_type` is the proto message, e.g.
+    /// `partnerportal.contacts.v1.ContactInfo`.
     #[error("{name} not found")]
-    NotFound { name: String },
+    NotFound {
+        resource_type: &'static str,
+        name: String,
+    },
     #[error("{name} already exists")]
     AlreadyExists { name: String },
     /// The request is valid but the system is not in a state that allows it.

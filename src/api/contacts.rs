@@ -22,6 +22,7 @@ pub(super) async fn get(
         None => api.store.get(&name).await?,
     };
     let info = found.ok_or_else(|| Error::NotFound {
+        resource_type: crate::error::CONTACT_INFO_TYPE,
         name: name.to_string(),
     })?;
     Ok(convert::contact_info_to_pb(&info, principal.read_view()))

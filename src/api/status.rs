@@ -87,13 +87,17 @@ pub fn to_status(error: Error) -> Status {
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(Code::FailedPrecondition, message, details)
         }
-        Error::NotFound { name } => {
-            let mut details = ErrorDetails::with_resource_info(
-                "partnerportal.contacts.v1.ContactInfo",
-                name,
-                "",
-                "nothing was saved for this name yet",
-            );
+        Error::NotFound {
+            resource_type,
+            name,
+        } => {
+            let description = if resource_type == crate::error::CONTACT_INFO_TYPE {
+                "nothing was saved for this name (by the requested time)"
+            } else {
+                "no such resource"
+            };
+            let mut details =
+                ErrorDetails::with_resource_info(resource_type, name, "", description);
             details.set_error_info("RESOURCE_NOT_FOUND", ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(Code::NotFound, message, details)
         }

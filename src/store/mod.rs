@@ -394,6 +394,7 @@ pub(crate) fn first_user_must_administer(existing: usize, role: PortalRole) -> R
 
 pub(crate) fn user_not_found(name: &PortalUserName) -> Error {
     Error::NotFound {
+        resource_type: crate::error::PORTAL_USER_TYPE,
         name: name.to_string(),
     }
 }

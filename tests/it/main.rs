@@ -1,7 +1,11 @@
 //! Integration tests: the storage scenario suite and the end-to-end gRPC suite,
-//! each run against both SQLite and PostgreSQL.
+//! each run against both SQLite and PostgreSQL; caller identity (the access
+//! matrix, mTLS) and the binary's command line.
 mod common;
 
+mod access;
 mod api;
+mod cli;
+mod mtls;
 mod outage;
 mod store_scenarios;

@@ -73,7 +73,7 @@ async fn empty_account_lists_every_required_field(backend: Backend) {
 }
 
 async fn open_after_complete_update(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     for name in [PROD, SANDBOX] {
         let saved = save(&mut c, put(complete_info(name))).await;
@@ -97,7 +97,7 @@ async fn open_after_complete_update(backend: Backend) {
 }
 
 async fn gate_follows_the_stored_state(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     // A draft: only what is still missing is reported.
     let draft = pb::ContactInfo {
@@ -160,7 +160,7 @@ async fn alert_contacts_required_in_production_only(backend: Backend) {
 }
 
 async fn merchant_contacts_required_only_for_merchant_type(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let without_merchants = pb::ContactInfo {
         merchant_issues_contacts: Vec::new(),
@@ -191,7 +191,7 @@ async fn merchant_contacts_required_only_for_merchant_type(backend: Backend) {
 }
 
 async fn parent_name_is_accepted(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let parent = "partners/acme/environments/production";
     let r = check(&mut c, parent, "").await;

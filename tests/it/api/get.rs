@@ -27,7 +27,7 @@ pub fn bad_names() -> Vec<String> {
 }
 
 async fn not_found_when_nothing_saved(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
 
     let s = expect_code(get(&mut c, PROD).await, Code::NotFound);

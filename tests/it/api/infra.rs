@@ -122,7 +122,7 @@ async fn reflection_v1alpha_lists_and_describes_the_service(backend: Backend) {
 }
 
 async fn graceful_shutdown_stops_serving(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let addr = server.addr;
     let mut c = server.client.clone();
     save(&mut c, put(complete_info(PROD))).await;

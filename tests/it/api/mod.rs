@@ -8,19 +8,30 @@ use std::fmt::Debug;
 
 use partner_contacts::pb::{self, contacts_service_client::ContactsServiceClient};
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::{Code, IntoRequest, Status};
 use tonic_types::{ErrorDetail, StatusExt};
 
+pub use crate::common::as_caller;
+use crate::common::{Backend, TestServer};
+
+mod audience;
 mod gate;
 mod get;
+mod history;
 mod infra;
 mod update;
+mod users;
 mod validation;
 
 pub type Client = ContactsServiceClient<Channel>;
 
 pub const PROD: &str = "partners/acme/environments/production/contactInfo";
 pub const SANDBOX: &str = "partners/acme/environments/sandbox/contactInfo";
+
+/// The production contact info of `partner`.
+pub fn prod_of(partner: &str) -> String {
+    format!("partners/{partner}/environments/production/contactInfo")
+}
 
 /// `ErrorInfo.domain` of every error the service returns.
 pub const DOMAIN: &str = "partner-contacts";
@@ -91,6 +102,14 @@ pub fn named(name: &str) -> pb::ContactInfo {
     }
 }
 
+/// The alert contacts `complete_info` names in production, and the roles
+/// [`server`] grants them in partner `acme` (a partner's first portal user must
+/// be an ADMINISTRATOR).
+pub const ALERT_USERS: [(&str, pb::PortalRole); 2] = [
+    ("alerts@example.com", pb::PortalRole::Administrator),
+    ("oncall@example.com", pb::PortalRole::Editor),
+];
+
 /// Every field filled, so the gate opens for every built-in integration type
 /// (alert contacts only outside the sandbox, where they are not allowed).
 pub fn complete_info(name: &str) -> pb::ContactInfo {
@@ -100,7 +119,10 @@ pub fn complete_info(name: &str) -> pb::ContactInfo {
         alert_contacts: if sandbox {
             Vec::new()
         } else {
-            vec![contact("alerts@example.com"), contact("oncall@example.com")]
+            ALERT_USERS
+                .iter()
+                .map(|(email, _)| contact(email))
+                .collect()
         },
         technical_emergency_contacts: vec![full_contact(
             "Pager.Team@Example.COM",
@@ -128,6 +150,39 @@ pub fn editable(mut info: pb::ContactInfo) -> pb::ContactInfo {
     info.create_time = None;
     info.update_time = None;
     info
+}
+
+// ---------------------------------------------------------------- servers
+
+/// A development-mode server (every caller has full access) on which partner
+/// `acme` already has the alert contacts of [`complete_info`] as portal users:
+/// in production, an update naming alert contacts that are not portal users
+/// is FAILED_PRECONDITION. Tests that save `complete_info(PROD)` start here;
+/// the rest start a bare `TestServer`.
+pub async fn server(backend: Backend) -> TestServer {
+    let server = TestServer::start(backend).await;
+    grant_alert_users(&mut server.client.clone(), "acme", None).await;
+    server
+}
+
+/// Grants [`ALERT_USERS`] portal access to `partner`, through the API, as
+/// `token`'s caller (the developer when `None`), so that
+/// `complete_info("partners/{partner}/environments/production/contactInfo")`
+/// can be saved.
+pub async fn grant_alert_users(c: &mut Client, partner: &str, token: Option<&str>) {
+    for (email, role) in ALERT_USERS {
+        let req = grant_request(&format!("partners/{partner}"), email, role);
+        c.grant_portal_access(as_caller(token, req))
+            .await
+            .unwrap_or_else(|s| panic!("GrantPortalAccess for an alert contact failed: {s:?}"));
+    }
+}
+
+// ---------------------------------------------------------------- callers
+
+/// `message` with `token`'s bearer.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    as_caller(Some(token), message)
 }
 
 // ---------------------------------------------------------------- requests
@@ -160,11 +215,26 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+pub fn grant_request(
+    parent: &str,
+    email: &str,
+    role: pb::PortalRole,
+) -> pb::GrantPortalAccessRequest {
+    pb::GrantPortalAccessRequest {
+        parent: parent.to_owned(),
+        portal_user: Some(pb::PortalUser {
+            email: email.to_owned(),
+            role: role as i32,
+            ..Default::default()
+        }),
+    }
+}
+
 // ---------------------------------------------------------------- calls
 
 pub async fn update(
     c: &mut Client,
-    req: pb::UpdateContactsRequest,
+    req: impl IntoRequest<pb::UpdateContactsRequest>,
 ) -> Result<pb::ContactInfo, Status> {
     c.update_contacts(req)
         .await
@@ -172,7 +242,10 @@ pub async fn update(
 }
 
 /// An update that must succeed.
-pub async fn save(c: &mut Client, req: pb::UpdateContactsRequest) -> pb::ContactInfo {
+pub async fn save(
+    c: &mut Client,
+    req: impl IntoRequest<pb::UpdateContactsRequest>,
+) -> pb::ContactInfo {
     update(c, req)
         .await
         .unwrap_or_else(|s| panic!("UpdateContacts failed: {s:?}"))
@@ -192,6 +265,19 @@ pub async fn fetch(c: &mut Client, name: &str) -> pb::ContactInfo {
     get(c, name)
         .await
         .unwrap_or_else(|s| panic!("GetContacts {name} failed: {s:?}"))
+}
+
+/// GrantPortalAccess of `email` with `role` to `parent` (`partners/{partner}`),
+/// as the developer.
+pub async fn grant(
+    c: &mut Client,
+    parent: &str,
+    email: &str,
+    role: pb::PortalRole,
+) -> Result<pb::PortalUser, Status> {
+    c.grant_portal_access(grant_request(parent, email, role))
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 pub async fn gate(
@@ -278,6 +364,39 @@ pub fn violations(s: &Status) -> Vec<String> {
         .field_violations
         .iter()
         .map(|v| v.field.clone())
+        .collect()
+}
+
+/// The (type, subject) of each violation of the one `PreconditionFailure` a
+/// FAILED_PRECONDITION carries, after checking its `ErrorInfo.reason` is
+/// the first violation's type and every violation describes itself.
+pub fn precondition_violations(s: &Status) -> Vec<(String, String)> {
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    let failures: Vec<_> = s
+        .get_error_details_vec()
+        .into_iter()
+        .filter_map(|d| match d {
+            ErrorDetail::PreconditionFailure(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "want exactly one PreconditionFailure: {s:?}"
+    );
+    let violations = &failures[0].violations;
+    assert!(!violations.is_empty(), "{s:?}");
+    for v in violations {
+        assert!(
+            !v.description.is_empty(),
+            "violation without description: {v:?}"
+        );
+    }
+    assert_eq!(error_reason(s), violations[0].r#type, "{s:?}");
+    violations
+        .iter()
+        .map(|v| (v.r#type.clone(), v.subject.clone()))
         .collect()
 }
 

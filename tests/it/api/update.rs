@@ -9,7 +9,7 @@ use crate::common::{Backend, TestServer};
 use crate::on_both_backends;
 
 async fn first_update_creates(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
 
     // Output-only times in the request are ignored.
@@ -32,7 +32,7 @@ async fn first_update_creates(backend: Backend) {
 }
 
 async fn complete_example_round_trips(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
 
     let mut sent = complete_info(PROD);
@@ -68,7 +68,7 @@ async fn complete_example_round_trips(backend: Backend) {
 }
 
 async fn full_replace_clears_fields_not_given(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let only_emergency = pb::ContactInfo {
         technical_emergency_contacts: vec![contact("new-pager@example.com")],
@@ -91,7 +91,7 @@ async fn full_replace_clears_fields_not_given(backend: Backend) {
 }
 
 async fn masked_update_keeps_untouched_fields(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let before = save(&mut c, put(complete_info(PROD))).await;
 
@@ -124,7 +124,7 @@ async fn masked_update_keeps_untouched_fields(backend: Backend) {
 }
 
 async fn masked_field_left_empty_is_cleared(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let before = save(&mut c, put(complete_info(PROD))).await;
 
@@ -141,7 +141,7 @@ async fn masked_field_left_empty_is_cleared(backend: Backend) {
 }
 
 async fn every_mask_path_is_accepted(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let complete = complete_info(PROD);
     for (i, path) in ALL_FIELDS.iter().enumerate() {
@@ -263,7 +263,7 @@ async fn missing_contact_info_or_bad_name_is_invalid(backend: Backend) {
 }
 
 async fn stale_etag_is_aborted_and_changes_nothing(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let first = save(&mut c, put(complete_info(PROD))).await;
     let second = save(&mut c, put_if(complete_info(PROD), &first.etag)).await;
@@ -324,7 +324,7 @@ async fn etag_on_nothing_stored_is_aborted(backend: Backend) {
 }
 
 async fn etag_changes_on_every_save(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let mut etags = HashSet::new();
     let mut previous: Option<pb::ContactInfo> = None;
@@ -355,7 +355,7 @@ async fn etag_changes_on_every_save(backend: Backend) {
 }
 
 async fn empty_etag_updates_unconditionally(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let first = save(&mut c, put(complete_info(PROD))).await;
     // Someone else saves in between; an empty etag does not care.
@@ -370,7 +370,7 @@ async fn empty_etag_updates_unconditionally(backend: Backend) {
 }
 
 async fn concurrent_updates_with_one_etag_one_wins(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let base = save(&mut server.client.clone(), put(complete_info(PROD))).await;
 
     let tasks: Vec<_> = (0..20)
@@ -435,7 +435,7 @@ async fn concurrent_unconditional_updates_all_save(backend: Backend) {
 }
 
 async fn retry_with_request_id_returns_first_result(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let id = new_request_id();
     let first_req = pb::UpdateContactsRequest {
@@ -461,7 +461,7 @@ async fn retry_with_request_id_returns_first_result(backend: Backend) {
 }
 
 async fn retry_of_conditional_update_returns_first_result(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let base = save(&mut c, put(complete_info(PROD))).await;
     let req = pb::UpdateContactsRequest {
@@ -481,7 +481,7 @@ async fn retry_of_conditional_update_returns_first_result(backend: Backend) {
 }
 
 async fn concurrent_retries_save_once(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let req = pb::UpdateContactsRequest {
         request_id: new_request_id(),
         ..put(complete_info(PROD))
@@ -504,7 +504,7 @@ async fn concurrent_retries_save_once(backend: Backend) {
 }
 
 async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let id = new_request_id();
     let first_req = pb::UpdateContactsRequest {
@@ -617,7 +617,7 @@ async fn malformed_request_id_is_invalid(backend: Backend) {
 }
 
 async fn validate_only_saves_nothing(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
 
     // Before anything is stored: the would-be resource, no output fields.
@@ -668,7 +668,7 @@ async fn validate_only_saves_nothing(backend: Backend) {
 }
 
 async fn validate_only_still_reports_violations_and_stale_etags(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let validate = |req: pb::UpdateContactsRequest| pb::UpdateContactsRequest {
         validate_only: true,
@@ -750,7 +750,7 @@ on_both_backends!(
 );
 
 async fn request_id_retry_ignores_letter_case(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let id = new_request_id();
     let first = save(

@@ -49,7 +49,7 @@ async fn alert_contacts_in_sandbox_are_invalid(backend: Backend) {
 }
 
 async fn invalid_contact_parts_name_their_exact_path(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let long_email = format!("{}@{}.example.com", "a".repeat(64), "b".repeat(200));
     let cases: Vec<(pb::Contact, &str)> = vec![
@@ -218,7 +218,7 @@ async fn errors_never_echo_personal_data(backend: Backend) {
 }
 
 async fn at_most_twenty_contacts_per_field(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let list = |n: usize| -> Vec<pb::Contact> {
         (0..n)
@@ -243,7 +243,7 @@ async fn at_most_twenty_contacts_per_field(backend: Backend) {
 }
 
 async fn duplicate_email_in_one_field_is_invalid(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let dup = vec![
         contact("ops@example.com"),
@@ -267,7 +267,7 @@ async fn duplicate_email_in_one_field_is_invalid(backend: Backend) {
 }
 
 async fn bad_days_are_invalid(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
     let with_days = |days: Vec<i32>| {
         with_support(Some(pb::OperationalSupport {
@@ -304,7 +304,7 @@ async fn bad_days_are_invalid(backend: Backend) {
 }
 
 async fn operational_support_rules(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = server(backend).await;
     let mut c = server.client.clone();
 
     // Valid forms round-trip unchanged.

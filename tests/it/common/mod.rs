@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use partner_contacts::auth::Authenticator;
-use partner_contacts::domain::GatePolicy;
+use partner_contacts::auth::{self, AuthConfig, Authenticator, JwtConfig};
+use partner_contacts::domain::{GatePolicy, PartnerId, PortalRole, Principal, Scope};
 use partner_contacts::pb::contacts_service_client::ContactsServiceClient;
 use partner_contacts::server::{self, ServerSettings};
 use partner_contacts::store::{self, DynStore, StoreOptions};
@@ -365,4 +365,145 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.cut();
     }
+}
+
+// ---------------------------------------------------------------- identity
+
+/// `iss` of the test tokens.
+pub const TEST_ISSUER: &str = "https://auth.test.partnerportal.example";
+/// `aud` of the test tokens.
+pub const TEST_AUDIENCE: &str = "partner-contacts";
+/// The shared HS256 secret of the test auth config (at least 32 bytes).
+pub const TEST_HS256_SECRET: &str = "integration-tests-only-hs256-secret-7c1e";
+
+/// An auth config that accepts HS256 tokens signed with [`TEST_HS256_SECRET`]
+/// for [`TEST_ISSUER`] and [`TEST_AUDIENCE`], with no clock leeway.
+pub fn hs256_config() -> AuthConfig {
+    AuthConfig {
+        jwt: Some(JwtConfig {
+            issuer: TEST_ISSUER.to_owned(),
+            audience: TEST_AUDIENCE.to_owned(),
+            hs256_secret: Some(TEST_HS256_SECRET.to_owned()),
+            hs256_secret_file: None,
+            jwks_file: None,
+            leeway_seconds: 0,
+        }),
+        mtls: None,
+    }
+}
+
+/// The authenticator of [`hs256_config`].
+pub fn hs256_authenticator() -> Authenticator {
+    Authenticator::from_config(&hs256_config()).expect("test auth config")
+}
+
+/// A token the server of [`hs256_authenticator`] turns back into `principal`.
+pub fn token_for(principal: &Principal) -> String {
+    auth::mint_hs256(
+        TEST_HS256_SECRET.as_bytes(),
+        TEST_ISSUER,
+        TEST_AUDIENCE,
+        principal,
+        600,
+    )
+    .expect("mint test token")
+}
+
+/// A platform service `sub` with the scopes named (by their claim names).
+pub fn service_token(sub: &str, scopes: &[&str]) -> String {
+    token_for(&Principal::Service {
+        sub: sub.to_owned(),
+        scopes: scopes
+            .iter()
+            .map(|s| Scope::parse(s).unwrap_or_else(|| panic!("unknown scope {s}")))
+            .collect(),
+    })
+}
+
+/// A service holding every scope.
+pub fn full_access_token(sub: &str) -> String {
+    token_for(&Principal::Service {
+        sub: sub.to_owned(),
+        scopes: Scope::ALL.into_iter().collect(),
+    })
+}
+
+/// A portal user `sub` of `partner` with `role`.
+pub fn portal_token(sub: &str, partner: &str, role: PortalRole) -> String {
+    token_for(&Principal::PortalUser {
+        sub: sub.to_owned(),
+        partner: PartnerId::parse(partner).expect("partner id"),
+        role,
+    })
+}
+
+/// `message` as a request from `token`'s bearer (`authorization: Bearer ...`),
+/// or without credentials when `None`.
+pub fn as_caller<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Some(token) = token {
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ASCII token"),
+        );
+    }
+    req
+}
+
+/// A well-formed token for a full-access service, signed with another secret.
+pub fn wrong_secret_token() -> String {
+    auth::mint_hs256(
+        b"some-other-secret-of-at-least-32-bytes!!",
+        TEST_ISSUER,
+        TEST_AUDIENCE,
+        &Principal::Service {
+            sub: "impostor".to_owned(),
+            scopes: Scope::ALL.into_iter().collect(),
+        },
+        600,
+    )
+    .expect("mint")
+}
+
+/// A full-access service token, correctly signed, whose claims are `claims`
+/// (with `iss`, `aud`, `sub`, `scope` and times filled in unless given).
+pub fn signed_claims(overrides: serde_json::Value) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut claims = serde_json::json!({
+        "iss": TEST_ISSUER,
+        "aud": TEST_AUDIENCE,
+        "sub": "crafted",
+        "scope": Scope::ALL.map(Scope::as_str).join(" "),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    });
+    if let (Some(base), Some(extra)) = (claims.as_object_mut(), overrides.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_HS256_SECRET.as_bytes()).expect("key"),
+    )
+    .expect("encode")
+}
+
+/// A full-access service token, correctly signed, that expired an hour ago.
+pub fn expired_token() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    signed_claims(serde_json::json!({ "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600 }))
+}
+
+/// A full-access service token, correctly signed, for another audience.
+pub fn wrong_audience_token() -> String {
+    signed_claims(serde_json::json!({ "aud": "some-other-service" }))
 }
