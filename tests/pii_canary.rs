@@ -552,6 +552,32 @@ async fn scenario(c: &mut Client, e: &mut Errors) -> Vec<String> {
         .await,
         Code::NotFound,
     );
+    let recipients = e.ok(
+        "resolve recipients",
+        c.resolve_recipients(as_caller(
+            ops,
+            pb::ResolveRecipientsRequest {
+                name: PROD.into(),
+                purpose: pb::Purpose::TechnicalEmergency as i32,
+                at_time: None,
+            },
+        ))
+        .await,
+    );
+    assert!(!recipients.recipients.is_empty());
+    e.fails(
+        "resolve recipients, unspecified purpose",
+        c.resolve_recipients(as_caller(
+            ops,
+            pb::ResolveRecipientsRequest {
+                name: PROD.into(),
+                purpose: 0,
+                at_time: None,
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+    );
     let filtered = e.ok(
         "user-facing get",
         c.get_contacts(as_caller(storefront, get_req(PROD, None)))
@@ -806,6 +832,7 @@ async fn no_canary_reaches_telemetry(backend: Backend) {
         "GetContacts",
         "UpdateContacts",
         "CheckOnboardingGate",
+        "ResolveRecipients",
         "ListContactInfoRevisions",
         "ListPortalUsers",
         "GrantPortalAccess",

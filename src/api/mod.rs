@@ -2,6 +2,7 @@
 mod contacts;
 pub mod convert;
 pub mod paging;
+mod recipients;
 pub mod status;
 mod users;
 
@@ -101,6 +102,18 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::CheckOnboardingGateResponse>, Status> {
         self.admit(&request, Action::CheckGate, &request.get_ref().name)?;
         contacts::check_gate(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    #[instrument(skip_all, fields(rpc = "ResolveRecipients"))]
+    async fn resolve_recipients(
+        &self,
+        request: Request<pb::ResolveRecipientsRequest>,
+    ) -> Result<Response<pb::ResolveRecipientsResponse>, Status> {
+        let principal = self.admit(&request, Action::ReadContacts, &request.get_ref().name)?;
+        recipients::resolve_recipients(self, &principal, request.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)

@@ -26,6 +26,7 @@ enum Rpc {
     GetContactsAtTime,
     UpdateContacts,
     CheckOnboardingGate,
+    ResolveRecipients,
     ListContactInfoRevisions,
     ListPortalUsers,
     GrantPortalAccess,
@@ -35,11 +36,12 @@ enum Rpc {
 
 use Rpc::*;
 
-const ALL_RPCS: [Rpc; 9] = [
+const ALL_RPCS: [Rpc; 10] = [
     GetContacts,
     GetContactsAtTime,
     UpdateContacts,
     CheckOnboardingGate,
+    ResolveRecipients,
     ListContactInfoRevisions,
     ListPortalUsers,
     GrantPortalAccess,
@@ -54,6 +56,7 @@ impl Rpc {
             GetContactsAtTime => "GetContacts with read_time",
             UpdateContacts => "UpdateContacts",
             CheckOnboardingGate => "CheckOnboardingGate",
+            ResolveRecipients => "ResolveRecipients",
             ListContactInfoRevisions => "ListContactInfoRevisions",
             ListPortalUsers => "ListPortalUsers",
             GrantPortalAccess => "GrantPortalAccess",
@@ -66,8 +69,11 @@ impl Rpc {
 /// Platform services: what each set of scopes allows, on any partner.
 const SERVICE_MATRIX: &[(&[&str], &[Rpc])] = &[
     (&[], &[]),
-    (&["contacts.read"], &[GetContacts]),
-    (&["contacts.read_user_facing"], &[GetContacts]),
+    (&["contacts.read"], &[GetContacts, ResolveRecipients]),
+    (
+        &["contacts.read_user_facing"],
+        &[GetContacts, ResolveRecipients],
+    ),
     (&["contacts.write"], &[UpdateContacts]),
     (&["gate.check"], &[CheckOnboardingGate]),
     (
@@ -83,11 +89,21 @@ const SERVICE_MATRIX: &[(&[&str], &[Rpc])] = &[
     (&["history.read"], &[]),
     (
         &["history.read", "contacts.read"],
-        &[GetContacts, GetContactsAtTime, ListContactInfoRevisions],
+        &[
+            GetContacts,
+            GetContactsAtTime,
+            ResolveRecipients,
+            ListContactInfoRevisions,
+        ],
     ),
     (
         &["history.read", "contacts.read_user_facing"],
-        &[GetContacts, GetContactsAtTime, ListContactInfoRevisions],
+        &[
+            GetContacts,
+            GetContactsAtTime,
+            ResolveRecipients,
+            ListContactInfoRevisions,
+        ],
     ),
 ];
 
@@ -102,6 +118,7 @@ const PORTAL_MATRIX: &[(PortalRole, &[Rpc])] = &[
             GetContactsAtTime,
             UpdateContacts,
             CheckOnboardingGate,
+            ResolveRecipients,
             ListContactInfoRevisions,
             ListPortalUsers,
         ],
@@ -112,6 +129,7 @@ const PORTAL_MATRIX: &[(PortalRole, &[Rpc])] = &[
             GetContacts,
             GetContactsAtTime,
             CheckOnboardingGate,
+            ResolveRecipients,
             ListContactInfoRevisions,
             ListPortalUsers,
         ],
@@ -313,6 +331,14 @@ impl World {
                 c.check_onboarding_gate(as_caller(token, req))
                     .await
                     .map(drop)
+            }
+            ResolveRecipients => {
+                let req = pb::ResolveRecipientsRequest {
+                    name,
+                    purpose: pb::Purpose::UserSupport as i32,
+                    at_time: None,
+                };
+                c.resolve_recipients(as_caller(token, req)).await.map(drop)
             }
             ListContactInfoRevisions => {
                 let req = pb::ListContactInfoRevisionsRequest {
