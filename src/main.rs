@@ -74,6 +74,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             policy: Arc::new(policy),
             auth: Arc::new(authenticator),
             tls,
+            cache: store::CacheOptions {
+                capacity: cli.serve.cache_capacity,
+                ..Default::default()
+            },
             shutdown_grace: Duration::from_secs(cli.serve.shutdown_grace_seconds),
         },
         listener,

@@ -13,7 +13,7 @@ use crate::api::ContactsApi;
 use crate::auth::Authenticator;
 use crate::domain::GatePolicy;
 use crate::pb;
-use crate::store::{DynStore, REQUEST_ID_RETENTION};
+use crate::store::{CacheOptions, CachedStore, DynStore, REQUEST_ID_RETENTION};
 
 /// The fully-qualified service name health reports on.
 pub const SERVICE_NAME: &str = "partnerportal.contacts.v1.ContactsService";
@@ -30,6 +30,8 @@ pub struct ServerSettings {
     pub auth: Arc<Authenticator>,
     /// TLS (and mTLS when it names a client CA); plaintext when `None`.
     pub tls: Option<ServerTlsConfig>,
+    /// The read cache in front of the store.
+    pub cache: CacheOptions,
     /// After a shutdown signal, how long in-flight calls may take before the
     /// server stops anyway.
     pub shutdown_grace: Duration,
@@ -64,10 +66,14 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| format!("reflection v1alpha: {e}"))?;
 
+    let cached = CachedStore::new(store, &settings.cache);
+    let store: DynStore = cached.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = ContactsApi::new(
-        store.clone(),
+        cached,
         settings.policy.clone(),
         settings.auth.clone(),
+        stop_rx.clone(),
     )
     .into_service();
 
@@ -80,7 +86,6 @@ pub async fn serve(
     let probe = tokio::spawn(probe_store(store.clone(), health.clone()));
     let purge = tokio::spawn(purge_request_ids(store));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled = async move {
         shutdown.await;
         // Load balancers stop routing here before connections close.

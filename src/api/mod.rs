@@ -5,6 +5,7 @@ pub mod paging;
 mod recipients;
 pub mod status;
 mod users;
+mod watch;
 
 use std::sync::Arc;
 
@@ -14,23 +15,34 @@ use tracing::instrument;
 use crate::auth::Authenticator;
 use crate::domain::{Action, GatePolicy, Principal, partner_segment};
 use crate::pb::{self, contacts_service_server::ContactsService};
-use crate::store::DynStore;
+use crate::store::{CachedStore, DynStore};
 use status::to_status;
 
 /// The `partnerportal.contacts.v1.ContactsService` implementation.
 #[derive(Debug, Clone)]
 pub struct ContactsApi {
+    /// The same store as `cache`, as the trait the handlers use.
     store: DynStore,
+    cache: Arc<CachedStore>,
     policy: Arc<GatePolicy>,
     auth: Arc<Authenticator>,
+    /// Turns true when the server starts draining: watch streams end then.
+    draining: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ContactsApi {
-    pub fn new(store: DynStore, policy: Arc<GatePolicy>, auth: Arc<Authenticator>) -> Self {
+    pub fn new(
+        cache: Arc<CachedStore>,
+        policy: Arc<GatePolicy>,
+        auth: Arc<Authenticator>,
+        draining: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self {
-            store,
+            store: cache.clone(),
+            cache,
             policy,
             auth,
+            draining,
         }
     }
 
@@ -105,6 +117,22 @@ impl ContactsService for ContactsApi {
             .await
             .map(Response::new)
             .map_err(to_status)
+    }
+
+    type WatchContactsStream = watch::WatchStream;
+
+    #[instrument(skip_all, fields(rpc = "WatchContacts"))]
+    async fn watch_contacts(
+        &self,
+        request: Request<pb::WatchContactsRequest>,
+    ) -> Result<Response<Self::WatchContactsStream>, Status> {
+        let principal = self.admit(&request, Action::ReadContacts, &request.get_ref().name)?;
+        let name = convert::parse_name(&request.get_ref().name).map_err(to_status)?;
+        Ok(Response::new(watch::start(
+            self,
+            name,
+            principal.read_view(),
+        )))
     }
 
     #[instrument(skip_all, fields(rpc = "ResolveRecipients"))]

@@ -11,10 +11,14 @@ use crate::domain::{
 };
 use crate::error::{Error, FieldViolation, InvalidReason};
 
+pub mod cached;
+pub mod changes;
 mod classify;
 pub mod postgres;
 pub mod sqlite;
 
+pub use cached::{CacheOptions, CachedStore};
+pub use changes::{Change, ChangeFeed};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -110,6 +114,13 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     /// NOT_FOUND for an unknown user; FAILED_PRECONDITION when no
     /// administrator would remain.
     async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error>;
+
+    /// Starts forwarding changes made by other processes into `feed`, where
+    /// the backend can see them (PostgreSQL LISTEN/NOTIFY). SQLite is only
+    /// ever written by this process, so it has nothing to listen to.
+    fn spawn_change_listener(&self, _feed: ChangeFeed) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
 }
 
 /// Where a page of portal users ends.

@@ -1,12 +1,16 @@
 //! PostgreSQL backend: the production store.
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 use tracing::instrument;
 
+use super::changes::{CHANNEL, Change, ChangeFeed};
 use super::classify::to_error;
 use super::{
     ContactStore, RequestKey, RevisionRow, Row, StoreOptions, UserCursor, UserRow, changed_by,
@@ -25,6 +29,8 @@ const MAX_ATTEMPTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// How often the change listener lost its connection.
+    listener_reconnects: Arc<AtomicU64>,
 }
 
 type PgRow = (
@@ -121,7 +127,14 @@ impl PostgresStore {
             .connect_with(connect)
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            listener_reconnects: Arc::default(),
+        })
+    }
+
+    pub fn listener_reconnects(&self) -> u64 {
+        self.listener_reconnects.load(Ordering::Relaxed)
     }
 
     pub async fn migrate(&self) -> Result<(), String> {
@@ -249,6 +262,15 @@ impl PostgresStore {
         .await
         .map_err(|e| to_error(&e, "record revision"))?;
 
+        notify(
+            &mut tx,
+            &Change::ContactInfo {
+                name: next.name.clone(),
+                revision: next.revision,
+            },
+        )
+        .await?;
+
         if let Some(key) = request {
             sqlx::query("UPDATE update_requests SET response = $2::jsonb WHERE request_id = $1")
                 .bind(key.id)
@@ -259,6 +281,61 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(Some(next))
+    }
+}
+
+/// Tells every replica, when the transaction commits (and only then).
+async fn notify(conn: &mut PgConnection, change: &Change) -> Result<(), Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(change.encode())
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| to_error(&e, "notify"))
+}
+
+/// Forwards NOTIFYs into `feed` for as long as the process runs. After any
+/// disconnect it reconnects with backoff and publishes `Resync`: what was
+/// sent meanwhile is lost, so everything derived from the store is dropped.
+async fn listen_forever(pool: PgPool, feed: ChangeFeed, reconnects: Arc<AtomicU64>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(CHANNEL).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    // Changes made before LISTEN took effect were not seen.
+                    feed.publish(Change::Resync);
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(n)) => match Change::decode(n.payload()) {
+                                Some(change) => feed.publish(change),
+                                None => tracing::warn!("unknown change notification ignored"),
+                            },
+                            Ok(None) => break,
+                            Err(e) => {
+                                let _ = to_error(&e, "receive change notifications");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = to_error(&e, "listen for change notifications");
+                }
+            },
+            Err(e) => {
+                let _ = to_error(&e, "connect change listener");
+            }
+        }
+        reconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            retry_in_ms = backoff.as_millis() as u64,
+            "change listener disconnected; caches resynchronise after it reconnects"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -318,6 +395,12 @@ async fn record_user_revision(
     .await
     .map(|_| ())
     .map_err(|e| to_error(&e, "record portal user revision"))
+}
+
+fn users_changed(partner: &PartnerId) -> Change {
+    Change::PortalUsers {
+        partner: partner.clone(),
+    }
 }
 
 async fn fetch_user(
@@ -508,6 +591,7 @@ impl ContactStore for PostgresStore {
             return Err(user_exists(partner));
         }
         record_user_revision(&mut tx, &user, "GRANT", actor, now).await?;
+        notify(&mut tx, &users_changed(partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(user)
     }
@@ -540,6 +624,7 @@ impl ContactStore for PostgresStore {
         .await
         .map_err(|e| to_error(&e, "update portal user"))?;
         record_user_revision(&mut tx, &user, "UPDATE_ROLE", actor, now).await?;
+        notify(&mut tx, &users_changed(&name.partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(user)
     }
@@ -560,7 +645,16 @@ impl ContactStore for PostgresStore {
             .await
             .map_err(|e| to_error(&e, "delete portal user"))?;
         record_user_revision(&mut tx, &user, "REVOKE", actor, now_micros()).await?;
+        notify(&mut tx, &users_changed(&name.partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(())
+    }
+
+    fn spawn_change_listener(&self, feed: ChangeFeed) -> Option<tokio::task::JoinHandle<()>> {
+        Some(tokio::spawn(listen_forever(
+            self.pool.clone(),
+            feed,
+            self.listener_reconnects.clone(),
+        )))
     }
 }

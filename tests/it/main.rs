@@ -8,4 +8,5 @@ mod api;
 mod cli;
 mod mtls;
 mod outage;
+mod replicas;
 mod store_scenarios;

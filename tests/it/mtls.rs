@@ -116,6 +116,7 @@ async fn mtls_server(ca: &Ca, dir: &Path) -> TestServer {
             auth: Arc::new(authenticator),
             tls,
             shutdown_grace: Duration::from_secs(5),
+            cache: Default::default(),
         },
     )
     .await

@@ -23,6 +23,7 @@ mod recipients;
 mod update;
 mod users;
 mod validation;
+mod watch;
 
 pub type Client = ContactsServiceClient<Channel>;
 

@@ -21,6 +21,20 @@ pub enum Backend {
     Postgres,
 }
 
+impl TestStore {
+    /// A second store (its own pool) on the same database, as another
+    /// replica would open it. The original cleans up.
+    pub async fn another_replica(&self) -> TestStore {
+        TestStore {
+            store: store::open(&self.url, &StoreOptions::default())
+                .await
+                .expect("open another replica"),
+            url: self.url.clone(),
+            _cleanup: Cleanup::Nothing,
+        }
+    }
+}
+
 /// A store on its own fresh database, removed when dropped.
 pub struct TestStore {
     pub store: DynStore,
@@ -29,8 +43,13 @@ pub struct TestStore {
 }
 
 enum Cleanup {
+    /// Another handle on a database someone else cleans up.
+    Nothing,
     Dir(tempfile::TempDir),
-    PgDatabase { admin_url: String, name: String },
+    PgDatabase {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl Drop for Cleanup {
@@ -200,6 +219,7 @@ impl TestServer {
                 policy: Arc::new(policy),
                 auth: Arc::new(Authenticator::disabled()),
                 tls: None,
+                cache: Default::default(),
                 shutdown_grace: Duration::from_secs(5),
             },
         )
@@ -214,6 +234,7 @@ impl TestServer {
                 policy: Arc::new(GatePolicy::builtin()),
                 auth: Arc::new(auth),
                 tls: None,
+                cache: Default::default(),
                 shutdown_grace: Duration::from_secs(5),
             },
         )

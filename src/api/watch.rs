@@ -1,0 +1,93 @@
+//! WatchContacts: the current state, then every saved state, per stream,
+//! without letting one slow consumer hold anything up.
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::status::ERROR_DOMAIN;
+use super::{ContactsApi, convert, status::to_status};
+use crate::domain::{ContactInfoName, ReadView};
+use crate::pb;
+use crate::store::Change;
+
+/// Messages a stream may hold for a consumer that is not reading. States are
+/// whole resources, so a consumer that catches up loses nothing but
+/// intermediate states; one that stays behind is told to resubscribe.
+pub const WATCH_BUFFER: usize = 16;
+
+pub type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchContactsResponse, Status>> + Send + 'static>>;
+
+fn ending(code: Code, reason: &str, message: &str) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
+    )
+}
+
+pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) -> WatchStream {
+    // One slot stays free for the status that ends the stream.
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER + 1);
+    // Subscribe before the first read, so no save falls between them.
+    let mut changes = api.cache.changes();
+    let store = api.store.clone();
+    let mut draining = api.draining.clone();
+    tokio::spawn(async move {
+        let mut sent_revision = 0;
+        loop {
+            match store.get(&name).await {
+                Ok(Some(info)) if info.revision > sent_revision => {
+                    if tx.capacity() <= 1 {
+                        let _ = tx.try_send(Err(ending(
+                            Code::Aborted,
+                            "WATCH_CONSUMER_TOO_SLOW",
+                            "the consumer fell behind; resubscribe",
+                        )));
+                        return;
+                    }
+                    sent_revision = info.revision;
+                    let message = pb::WatchContactsResponse {
+                        contact_info: Some(convert::contact_info_to_pb(&info, view)),
+                    };
+                    if tx.try_send(Ok(message)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.try_send(Err(to_status(e)));
+                    return;
+                }
+            }
+            // Wait for something that may have changed this resource.
+            loop {
+                tokio::select! {
+                    _ = draining.wait_for(|d| *d) => {
+                        let _ = tx.try_send(Err(ending(
+                            Code::Unavailable,
+                            "SERVER_SHUTTING_DOWN",
+                            "the server is shutting down; resubscribe",
+                        )));
+                        return;
+                    }
+                    () = tx.closed() => return,
+                    change = changes.recv() => match change {
+                        Ok(Change::ContactInfo { name: changed, revision })
+                            if changed == name && revision > sent_revision => break,
+                        Ok(Change::Resync) | Err(RecvError::Lagged(_)) => break,
+                        Ok(_) => {}
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
