@@ -403,6 +403,23 @@ fn users_changed(partner: &PartnerId) -> Change {
     }
 }
 
+/// The user `name` names, provided that giving it `new_role` (`None`:
+/// removing it) leaves the partner an administrator. Runs inside the write
+/// transaction, after the partner's users are locked.
+async fn user_for_change(
+    conn: &mut PgConnection,
+    name: &PortalUserName,
+    new_role: Option<PortalRole>,
+) -> Result<PortalUser, Error> {
+    let users = lock_users(conn, &name.partner).await?;
+    let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
+    let user = fetch_user(conn, name)
+        .await?
+        .ok_or_else(|| user_not_found(name))?;
+    last_administrator(&roles, name.id, new_role)?;
+    Ok(user)
+}
+
 async fn fetch_user(
     conn: &mut PgConnection,
     name: &PortalUserName,
@@ -604,12 +621,7 @@ impl ContactStore for PostgresStore {
         actor: &str,
     ) -> Result<PortalUser, Error> {
         let mut tx = self.begin().await?;
-        let users = lock_users(&mut tx, &name.partner).await?;
-        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
-        let Some(mut user) = fetch_user(&mut tx, name).await? else {
-            return Err(user_not_found(name));
-        };
-        last_administrator(&roles, name.id, Some(role))?;
+        let mut user = user_for_change(&mut tx, name, Some(role)).await?;
         let now = now_micros();
         user.role = role;
         user.update_time = now;
@@ -632,12 +644,7 @@ impl ContactStore for PostgresStore {
     #[instrument(skip(self, actor), fields(user = %name), err(level = "debug"))]
     async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
         let mut tx = self.begin().await?;
-        let users = lock_users(&mut tx, &name.partner).await?;
-        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
-        let Some(user) = fetch_user(&mut tx, name).await? else {
-            return Err(user_not_found(name));
-        };
-        last_administrator(&roles, name.id, None)?;
+        let user = user_for_change(&mut tx, name, None).await?;
         sqlx::query("DELETE FROM portal_users WHERE partner = $1 AND id = $2")
             .bind(name.partner.as_str())
             .bind(name.id)

@@ -193,6 +193,23 @@ async fn record_user_revision(
     .map_err(|e| to_error(&e, "record portal user revision"))
 }
 
+/// The user `name` names, provided that giving it `new_role` (`None`:
+/// removing it) leaves the partner an administrator. Runs inside the write
+/// transaction, after the partner's users are locked.
+async fn user_for_change(
+    conn: &mut SqliteConnection,
+    name: &PortalUserName,
+    new_role: Option<PortalRole>,
+) -> Result<PortalUser, Error> {
+    let users = partner_users(conn, &name.partner).await?;
+    let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
+    let user = fetch_user(conn, name)
+        .await?
+        .ok_or_else(|| user_not_found(name))?;
+    last_administrator(&roles, name.id, new_role)?;
+    Ok(user)
+}
+
 async fn fetch_user(
     conn: &mut SqliteConnection,
     name: &PortalUserName,
@@ -461,12 +478,7 @@ impl ContactStore for SqliteStore {
         actor: &str,
     ) -> Result<PortalUser, Error> {
         let mut tx = self.begin_write().await?;
-        let users = partner_users(&mut tx, &name.partner).await?;
-        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
-        let Some(mut user) = fetch_user(&mut tx, name).await? else {
-            return Err(user_not_found(name));
-        };
-        last_administrator(&roles, name.id, Some(role))?;
+        let mut user = user_for_change(&mut tx, name, Some(role)).await?;
         let now = now_micros();
         user.role = role;
         user.update_time = now;
@@ -488,12 +500,7 @@ impl ContactStore for SqliteStore {
     #[instrument(skip(self, actor), fields(user = %name), err(level = "debug"))]
     async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
-        let users = partner_users(&mut tx, &name.partner).await?;
-        let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
-        let Some(user) = fetch_user(&mut tx, name).await? else {
-            return Err(user_not_found(name));
-        };
-        last_administrator(&roles, name.id, None)?;
+        let user = user_for_change(&mut tx, name, None).await?;
         sqlx::query("DELETE FROM portal_users WHERE partner = ?1 AND id = ?2")
             .bind(name.partner.as_str())
             .bind(name.id.hyphenated().to_string())
