@@ -61,14 +61,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PARTNER_CONTACTS_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
 
-    /// Entries kept in each in-process read cache (contact infos; partners'
-    /// portal users). 0 turns caching off.
-    #[arg(
-        long,
-        env = "PARTNER_CONTACTS_CACHE_CAPACITY",
-        default_value_t = 200_000
-    )]
-    pub cache_capacity: u64,
+    /// Megabytes (approximate) each in-process read cache may hold (contact
+    /// infos; partners' portal users). 0 turns caching off.
+    #[arg(long, env = "PARTNER_CONTACTS_CACHE_MAX_MB", default_value_t = 64)]
+    pub cache_max_mb: u64,
 
     /// Seconds in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(

@@ -75,7 +75,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             auth: Arc::new(authenticator),
             tls,
             cache: store::CacheOptions {
-                capacity: cli.serve.cache_capacity,
+                max_bytes: cli.serve.cache_max_mb.saturating_mul(1024 * 1024),
                 ..Default::default()
             },
             shutdown_grace: Duration::from_secs(cli.serve.shutdown_grace_seconds),

@@ -23,8 +23,10 @@ use crate::error::Error;
 /// Cache sizes and lifetimes.
 #[derive(Debug, Clone)]
 pub struct CacheOptions {
-    /// Entries per cache (contact infos; partners' user lists). 0 disables caching.
-    pub capacity: u64,
+    /// Approximate bytes each cache may hold (contact infos; partners' user
+    /// lists): bounded by memory, not entries, since a contact info ranges
+    /// from a few hundred bytes to tens of kilobytes. 0 disables caching.
+    pub max_bytes: u64,
     /// A safety net only: invalidation is by change notification.
     pub time_to_live: Duration,
 }
@@ -32,10 +34,36 @@ pub struct CacheOptions {
 impl Default for CacheOptions {
     fn default() -> Self {
         Self {
-            capacity: 200_000,
+            max_bytes: 64 * 1024 * 1024,
             time_to_live: Duration::from_secs(300),
         }
     }
+}
+
+/// Roughly what an entry costs in memory: its strings plus fixed overheads.
+fn contact_info_weight(_: &ContactInfoName, info: &Option<Arc<ContactInfo>>) -> u32 {
+    let Some(info) = info else { return 96 };
+    let contacts: usize = crate::domain::Field::ALL
+        .iter()
+        .filter_map(|f| info.fields.contacts(*f))
+        .flatten()
+        .map(|c| {
+            96 + c.email.as_str().len()
+                + c.display_name.as_ref().map_or(0, |d| d.as_str().len())
+                + c.phone_number.as_ref().map_or(0, |p| p.as_str().len())
+                + c.language_code.as_ref().map_or(0, |l| l.as_str().len())
+        })
+        .sum();
+    let windows = match &info.fields.operational_support {
+        Some(crate::domain::OperationalSupport::Windows(ws)) => ws.len() * 96,
+        _ => 0,
+    };
+    u32::try_from(320 + contacts + windows).unwrap_or(u32::MAX)
+}
+
+fn users_weight(_: &PartnerId, users: &Arc<PortalUserEmails>) -> u32 {
+    let bytes: usize = users.iter().map(|e| 48 + e.len()).sum();
+    u32::try_from(96 + bytes).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug)]
@@ -61,11 +89,13 @@ impl CachedStore {
         let store = Arc::new(Self {
             inner,
             contacts: Cache::builder()
-                .max_capacity(options.capacity)
+                .max_capacity(options.max_bytes)
+                .weigher(contact_info_weight)
                 .time_to_live(options.time_to_live)
                 .build(),
             users: Cache::builder()
-                .max_capacity(options.capacity)
+                .max_capacity(options.max_bytes)
+                .weigher(users_weight)
                 .time_to_live(options.time_to_live)
                 .build(),
             epoch: AtomicU64::new(0),
@@ -251,5 +281,55 @@ impl CachedStore {
         self.applied.publish(Change::PortalUsers {
             partner: partner.clone(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ContactFields, Environment, FieldSet};
+    use crate::store::StoreOptions;
+
+    fn name(i: usize) -> ContactInfoName {
+        ContactInfoName::new(
+            PartnerId::parse(&format!("p{i}")).expect("partner"),
+            Environment::Sandbox,
+        )
+    }
+
+    #[tokio::test]
+    async fn memory_stays_within_the_byte_budget() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite:{}", dir.path().join("c.sqlite3").display());
+        let inner = crate::store::open(&url, &StoreOptions::default())
+            .await
+            .expect("open");
+        let budget = 16 * 1024;
+        let cache = CachedStore::new(
+            inner,
+            &CacheOptions {
+                max_bytes: budget,
+                ..Default::default()
+            },
+        );
+        for i in 0..200 {
+            let update = Update {
+                name: name(i),
+                patch: ContactFields::default(),
+                mask: FieldSet::all(),
+                expected_etag: None,
+            };
+            cache.update(&update, None, "test").await.expect("save");
+            assert!(cache.get(&name(i)).await.expect("get").is_some());
+        }
+        cache.contacts.run_pending_tasks();
+        assert!(
+            cache.contacts.weighted_size() <= budget,
+            "{} bytes cached",
+            cache.contacts.weighted_size()
+        );
+        assert!(cache.contacts.entry_count() > 0);
+        // Evicted entries are read from the store again.
+        assert!(cache.get(&name(0)).await.expect("get").is_some());
     }
 }
