@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -108,7 +109,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signalled);
+        .serve_with_incoming_shutdown(incoming(listener), signalled);
 
     let grace = settings.shutdown_grace;
     let mut stop_rx = stop_rx;
@@ -126,6 +127,22 @@ pub async fn serve(
     };
     purge.abort();
     result
+}
+
+/// Accepted connections with Nagle's algorithm off. Responses larger than one
+/// segment would otherwise wait for the client's delayed ACK (about 40 ms on
+/// Linux) before their last bytes leave.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        if let Err(e) = stream.set_nodelay(true) {
+            // Still a working connection, only a slower one.
+            tracing::warn!(error = %e, "cannot disable Nagle's algorithm on a connection");
+        }
+        Ok(stream)
+    })
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -196,5 +213,24 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
         () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_delay_small_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut accepted = Box::pin(incoming(listener));
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let server_side = accepted
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accepted");
+        assert!(server_side.nodelay().expect("nodelay"));
     }
 }
