@@ -1,0 +1,639 @@
+//! Closed-loop gRPC load generator for `bench/run` (see `bench/README.md`).
+//!
+//! Unlike h2load, which can only repeat one fixed request body, it spreads
+//! calls uniformly over `--partners` partners and decodes every response, so
+//! a call counts as a success only if it returned gRPC OK with the expected
+//! content. It runs on one thread (`taskset` pins it to one core): every
+//! connection is its own HTTP/2 connection, and `--streams` requests are in
+//! flight on each at all times (closed loop: a stream sends its next request
+//! as soon as the previous answer arrives).
+//!
+//! Modes (`--rpc`):
+//! - `health|get|gate|resolve|update`: load for `--warmup` + `--duration`
+//!   seconds; prints one `RESULT ...` line (requests, successes, failures,
+//!   req/s, p50/p99/max latency) and `FAILURES code=... count=...` lines.
+//! - `staleness`: `--addr A,B,C`; `--iterations` times, reads a random
+//!   partner on B and C (so that their caches hold it), updates it on A, then
+//!   polls B and C back to back until each returns the new etag; prints the
+//!   p50/p99 of those delays.
+//! - `warm`: one CheckOnboardingGate for every partner in order (which reads
+//!   and caches its contact info and portal users), as fast as the server
+//!   answers, for at most `--duration` seconds; prints how many, the time
+//!   and the rate.
+//! - `wait-serving`: polls `grpc.health.v1.Health/Check` every `--poll-ms`
+//!   until SERVING; prints the time since `--since-ns` (Unix epoch ns).
+//!
+//! Exit status: 0 when every call succeeded, 2 when any failed (or nothing
+//! was measured, or the server never became SERVING), 1 on a usage or
+//! connection error.
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use partner_contacts::pb;
+use pb::contacts_service_client::ContactsServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const SERVICE_NAME: &str = "partnerportal.contacts.v1.ContactsService";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Rpc {
+    /// grpc.health.v1.Health/Check (the framework's ceiling).
+    Health,
+    /// GetContacts of a random partner.
+    Get,
+    /// CheckOnboardingGate of a random partner (expects an open gate).
+    Gate,
+    /// ResolveRecipients(PURPOSE_PRODUCTION_ALERT) of a random partner.
+    Resolve,
+    /// UpdateContacts of a random partner: masked, unconditional update of
+    /// technical_emergency_contacts.
+    Update,
+    /// Cross-replica staleness: update on the first --addr, poll the others.
+    Staleness,
+    /// Fill the server's caches: one CheckOnboardingGate per partner, 1..=N
+    /// in order, --connections x --streams at a time, for at most --duration
+    /// seconds.
+    Warm,
+    /// Wait until the server reports SERVING; print the time since --since-ns.
+    WaitServing,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "partner-contacts-loadgen",
+    about = "Closed-loop gRPC load generator for the partner-contacts benchmark"
+)]
+struct Args {
+    /// host:port of the server; for `staleness`, a comma-separated list
+    /// (updates go to the first, the others are polled).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    #[arg(long, value_enum)]
+    rpc: Rpc,
+    /// Partners are `{prefix}1` .. `{prefix}N`, in `production`.
+    #[arg(long, default_value_t = 1000)]
+    partners: u64,
+    #[arg(long, default_value = "bench-")]
+    partner_prefix: String,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests in flight on each connection.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// `staleness`: how many updates to follow.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+    /// `staleness`: give up on one replica after this long; `wait-serving`:
+    /// give up after this long.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// `wait-serving`: the instant (ns since the Unix epoch) the server was
+    /// started; default: when this process started.
+    #[arg(long)]
+    since_ns: Option<u64>,
+    /// `wait-serving`: poll period.
+    #[arg(long, default_value_t = 5)]
+    poll_ms: u64,
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+}
+
+/// splitmix64: fast, good enough to pick partners uniformly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn partner(&mut self, n: u64) -> u64 {
+        self.next() % n + 1
+    }
+}
+
+fn contact_info_name(prefix: &str, i: u64) -> String {
+    format!("partners/{prefix}{i}/environments/production/contactInfo")
+}
+
+async fn connect(addr: &str, timeout: Duration) -> Result<Channel, String> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr}: {e}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+}
+
+enum Failure {
+    Status(tonic::Status),
+    /// gRPC OK, but not the answer the benchmark data implies.
+    Wrong(&'static str),
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        Self::Status(s)
+    }
+}
+
+fn check(ok: bool, what: &'static str) -> Result<(), Failure> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::Wrong(what))
+    }
+}
+
+struct Clients {
+    health: HealthClient<Channel>,
+    contacts: ContactsServiceClient<Channel>,
+}
+
+fn update_request(name: String, email: &str) -> pb::UpdateContactsRequest {
+    pb::UpdateContactsRequest {
+        contact_info: Some(pb::ContactInfo {
+            name,
+            technical_emergency_contacts: vec![pb::Contact {
+                email: email.to_owned(),
+                phone_number: "+16502530000".to_owned(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["technical_emergency_contacts".to_owned()],
+        }),
+        validate_only: false,
+        request_id: String::new(),
+    }
+}
+
+/// One call, its response decoded and checked against the loaded data.
+async fn one_call(
+    rpc: Rpc,
+    c: &mut Clients,
+    prefix: &str,
+    partner: u64,
+    seq: u64,
+) -> Result<(), Failure> {
+    match rpc {
+        Rpc::Health => {
+            let r = c
+                .health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner();
+            check(
+                r.status == ServingStatus::Serving as i32,
+                "health not SERVING",
+            )
+        }
+        Rpc::Get => {
+            let name = contact_info_name(prefix, partner);
+            let r = c
+                .contacts
+                .get_contacts(pb::GetContactsRequest {
+                    name: name.clone(),
+                    read_time: None,
+                })
+                .await?
+                .into_inner();
+            check(
+                r.name == name && !r.etag.is_empty() && !r.technical_emergency_contacts.is_empty(),
+                "GetContacts returned another or an incomplete resource",
+            )
+        }
+        Rpc::Gate => {
+            let r = c
+                .contacts
+                .check_onboarding_gate(pb::CheckOnboardingGateRequest {
+                    name: contact_info_name(prefix, partner),
+                    integration_type: String::new(),
+                })
+                .await?
+                .into_inner();
+            check(
+                r.open && !r.etag.is_empty(),
+                "gate closed for a complete partner",
+            )
+        }
+        Rpc::Resolve => {
+            let r = c
+                .contacts
+                .resolve_recipients(pb::ResolveRecipientsRequest {
+                    name: contact_info_name(prefix, partner),
+                    purpose: pb::Purpose::ProductionAlert as i32,
+                    at_time: None,
+                })
+                .await?
+                .into_inner();
+            check(
+                r.recipients
+                    .first()
+                    .is_some_and(|x| x.field == "alert_contacts")
+                    && r.fallback.is_none(),
+                "production alert not resolved to the alert contacts",
+            )
+        }
+        Rpc::Update => {
+            let email = format!("pager-{seq}@{prefix}{partner}.example");
+            let r = c
+                .contacts
+                .update_contacts(update_request(contact_info_name(prefix, partner), &email))
+                .await?
+                .into_inner();
+            check(
+                r.technical_emergency_contacts
+                    .first()
+                    .is_some_and(|x| x.email == email)
+                    && !r.alert_contacts.is_empty(),
+                "update did not return what was saved",
+            )
+        }
+        Rpc::Staleness | Rpc::WaitServing | Rpc::Warm => unreachable!("not a load mode"),
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Nanoseconds per measured request.
+    latencies: Vec<u64>,
+    ok: u64,
+    failures: BTreeMap<String, u64>,
+    first_failure: Option<String>,
+}
+
+impl Stats {
+    fn merge(&mut self, other: Stats) {
+        self.latencies.extend(other.latencies);
+        self.ok += other.ok;
+        for (k, v) in other.failures {
+            *self.failures.entry(k).or_default() += v;
+        }
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+
+    fn record_failure(&mut self, f: Failure) {
+        let (key, text) = match f {
+            Failure::Status(s) => (
+                format!("{:?}", s.code()),
+                format!("{:?}: {}", s.code(), s.message()),
+            ),
+            Failure::Wrong(what) => ("WrongAnswer".to_owned(), format!("WrongAnswer: {what}")),
+        };
+        *self.failures.entry(key).or_default() += 1;
+        if self.first_failure.is_none() {
+            self.first_failure = Some(text);
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+async fn closed_loop(args: &Args) -> Result<bool, String> {
+    if args.partners == 0 || args.connections == 0 || args.streams == 0 {
+        return Err("--partners, --connections and --streams must be positive".to_owned());
+    }
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        channels.push(connect(&args.addr, Duration::from_secs(5)).await?);
+    }
+    let t0 = Instant::now();
+    let measure_from = t0 + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::new();
+    for (c, channel) in channels.iter().enumerate() {
+        for s in 0..args.streams {
+            let worker = (c * args.streams + s) as u64;
+            let mut clients = Clients {
+                health: HealthClient::new(channel.clone()),
+                contacts: ContactsServiceClient::new(channel.clone()),
+            };
+            let rpc = args.rpc;
+            let prefix = args.partner_prefix.clone();
+            let partners = args.partners;
+            let mut rng = Rng(args.seed ^ (worker.wrapping_mul(0x2545_F491_4F6C_DD1D)));
+            tasks.push(tokio::spawn(async move {
+                let mut stats = Stats {
+                    latencies: Vec::with_capacity(1 << 16),
+                    ..Default::default()
+                };
+                let mut seq = worker << 32;
+                loop {
+                    let started = Instant::now();
+                    if started >= end {
+                        break;
+                    }
+                    seq += 1;
+                    let partner = rng.partner(partners);
+                    let result = one_call(rpc, &mut clients, &prefix, partner, seq).await;
+                    if started < measure_from {
+                        continue;
+                    }
+                    stats.latencies.push(started.elapsed().as_nanos() as u64);
+                    match result {
+                        Ok(()) => stats.ok += 1,
+                        Err(f) => stats.record_failure(f),
+                    }
+                }
+                stats
+            }));
+        }
+    }
+    let mut total = Stats::default();
+    for t in tasks {
+        total.merge(t.await.map_err(|e| format!("worker panicked: {e}"))?);
+    }
+    let measured = end.saturating_duration_since(measure_from).as_secs_f64();
+    total.latencies.sort_unstable();
+    let requests = total.latencies.len() as u64;
+    let failed: u64 = total.failures.values().sum();
+    println!(
+        "RESULT rpc={:?} connections={} streams={} partners={} duration_s={:.3} requests={} ok={} failed={} rps={:.1} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        args.rpc,
+        args.connections,
+        args.streams,
+        args.partners,
+        measured,
+        requests,
+        total.ok,
+        failed,
+        requests as f64 / measured,
+        ms(percentile(&total.latencies, 50.0)),
+        ms(percentile(&total.latencies, 99.0)),
+        ms(total.latencies.last().copied().unwrap_or(0)),
+    );
+    for (code, n) in &total.failures {
+        println!("FAILURES code={code} count={n}");
+    }
+    if let Some(f) = &total.first_failure {
+        eprintln!("loadgen: first failure: {f}");
+    }
+    Ok(failed == 0 && total.ok > 0)
+}
+
+async fn warm(args: &Args) -> Result<bool, String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next = Arc::new(AtomicU64::new(1));
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        let channel = connect(&args.addr, Duration::from_secs(5)).await?;
+        for _ in 0..args.streams {
+            let mut clients = Clients {
+                health: HealthClient::new(channel.clone()),
+                contacts: ContactsServiceClient::new(channel.clone()),
+            };
+            let next = next.clone();
+            let prefix = args.partner_prefix.clone();
+            let partners = args.partners;
+            tasks.push(tokio::spawn(async move {
+                let mut stats = Stats::default();
+                loop {
+                    if Instant::now() >= stop_at {
+                        break;
+                    }
+                    let partner = next.fetch_add(1, Ordering::Relaxed);
+                    if partner > partners {
+                        break;
+                    }
+                    match one_call(Rpc::Gate, &mut clients, &prefix, partner, 0).await {
+                        Ok(()) => stats.ok += 1,
+                        Err(f) => stats.record_failure(f),
+                    }
+                }
+                stats
+            }));
+        }
+    }
+    let mut total = Stats::default();
+    for t in tasks {
+        total.merge(t.await.map_err(|e| format!("worker panicked: {e}"))?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let failed: u64 = total.failures.values().sum();
+    println!(
+        "RESULT rpc=Warm partners={} warmed={} ok={} failed={} seconds={:.1} rps={:.1}",
+        args.partners,
+        total.ok + failed,
+        total.ok,
+        failed,
+        elapsed,
+        (total.ok + failed) as f64 / elapsed,
+    );
+    for (code, n) in &total.failures {
+        println!("FAILURES code={code} count={n}");
+    }
+    if let Some(f) = &total.first_failure {
+        eprintln!("loadgen: first failure: {f}");
+    }
+    Ok(failed == 0)
+}
+
+async fn staleness(args: &Args) -> Result<bool, String> {
+    let addrs: Vec<&str> = args.addr.split(',').filter(|a| !a.is_empty()).collect();
+    if addrs.len() < 2 {
+        return Err("staleness needs --addr WRITER,READER[,READER...]".to_owned());
+    }
+    let mut clients = Vec::new();
+    for a in &addrs {
+        clients.push(ContactsServiceClient::new(
+            connect(a, Duration::from_secs(5)).await?,
+        ));
+    }
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut rng = Rng(args.seed ^ 0x57a1e);
+    let mut samples: Vec<u64> = Vec::new();
+    let (mut timeouts, mut errors, mut ryw_violations) = (0u64, 0u64, 0u64);
+    let mut first_error: Option<String> = None;
+    for it in 0..args.iterations {
+        let partner = rng.partner(args.partners);
+        let name = contact_info_name(&args.partner_prefix, partner);
+        let get = |name: &str| pb::GetContactsRequest {
+            name: name.to_owned(),
+            read_time: None,
+        };
+        // The readers hold the current state in their caches: the case where
+        // only invalidation can make them see the change.
+        for c in clients.iter_mut().skip(1) {
+            c.get_contacts(get(&name))
+                .await
+                .map_err(|e| format!("priming read failed: {:?} {}", e.code(), e.message()))?;
+        }
+        let email = format!("pager-stale-{it}@{}{partner}.example", args.partner_prefix);
+        let saved = clients[0]
+            .update_contacts(update_request(name.clone(), &email))
+            .await
+            .map_err(|e| format!("update failed: {:?} {}", e.code(), e.message()))?
+            .into_inner();
+        let acked = Instant::now();
+        let etag = saved.etag;
+        let mut polls = Vec::new();
+        for c in clients.iter().skip(1) {
+            let mut c = c.clone();
+            let name = name.clone();
+            let etag = etag.clone();
+            polls.push(tokio::spawn(async move {
+                loop {
+                    match c.get_contacts(get(&name)).await {
+                        Ok(r) if r.get_ref().etag == etag => {
+                            return Ok(Some(acked.elapsed().as_nanos() as u64));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("{:?}: {}", e.code(), e.message())),
+                    }
+                    if acked.elapsed() > timeout {
+                        return Ok(None);
+                    }
+                }
+            }));
+        }
+        for p in polls {
+            match p.await.map_err(|e| format!("poller panicked: {e}"))? {
+                Ok(Some(ns)) => samples.push(ns),
+                Ok(None) => timeouts += 1,
+                Err(e) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // A replica always reads its own writes.
+        let own = clients[0]
+            .get_contacts(get(&name))
+            .await
+            .map_err(|e| format!("own read failed: {:?} {}", e.code(), e.message()))?;
+        if own.get_ref().etag != etag {
+            ryw_violations += 1;
+        }
+    }
+    samples.sort_unstable();
+    println!(
+        "RESULT rpc=Staleness replicas={} iterations={} samples={} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} timeouts={} errors={} ryw_violations={}",
+        addrs.len(),
+        args.iterations,
+        samples.len(),
+        ms(percentile(&samples, 50.0)),
+        ms(percentile(&samples, 99.0)),
+        ms(samples.last().copied().unwrap_or(0)),
+        timeouts,
+        errors,
+        ryw_violations,
+    );
+    if let Some(e) = first_error {
+        eprintln!("loadgen: first polling error: {e}");
+    }
+    Ok(timeouts == 0 && errors == 0 && ryw_violations == 0 && !samples.is_empty())
+}
+
+async fn wait_serving(args: &Args) -> Result<bool, String> {
+    let since = args
+        .since_ns
+        .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))
+        .unwrap_or_else(SystemTime::now);
+    let deadline = Instant::now() + Duration::from_millis(args.timeout_ms);
+    let poll = Duration::from_millis(args.poll_ms);
+    let mut client: Option<HealthClient<Channel>> = None;
+    loop {
+        if client.is_none()
+            && let Ok(ch) = connect(&args.addr, Duration::from_millis(200)).await
+        {
+            client = Some(HealthClient::new(ch));
+        }
+        if let Some(c) = client.as_mut() {
+            match c
+                .check(HealthCheckRequest {
+                    service: SERVICE_NAME.to_owned(),
+                })
+                .await
+            {
+                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => {
+                    let elapsed = SystemTime::now()
+                        .duration_since(since)
+                        .unwrap_or(Duration::ZERO);
+                    println!(
+                        "RESULT rpc=WaitServing serving_ms={:.1}",
+                        elapsed.as_secs_f64() * 1e3
+                    );
+                    return Ok(true);
+                }
+                // NOT_SERVING, or NOT_FOUND before the status is registered.
+                Ok(_) => {}
+                Err(e) if e.code() == tonic::Code::Unavailable => client = None,
+                Err(_) => {}
+            }
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "loadgen: {} not SERVING after {} ms",
+                args.addr, args.timeout_ms
+            );
+            return Ok(false);
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match args.rpc {
+            Rpc::Staleness => staleness(&args).await,
+            Rpc::WaitServing => wait_serving(&args).await,
+            Rpc::Warm => warm(&args).await,
+            _ => closed_loop(&args).await,
+        }
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
