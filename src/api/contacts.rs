@@ -6,7 +6,7 @@ use super::{ContactsApi, convert, paging};
 use crate::domain::{Principal, now_micros, require_portal_users};
 use crate::error::{Error, FieldViolation, join_checks};
 use crate::pb;
-use crate::store::RequestKey;
+use crate::store::{ContactStore, RequestKey};
 
 pub(super) async fn get(
     api: &ContactsApi,

@@ -15,15 +15,13 @@ use tracing::instrument;
 use crate::auth::Authenticator;
 use crate::domain::{Action, GatePolicy, Principal, partner_segment};
 use crate::pb::{self, contacts_service_server::ContactsService};
-use crate::store::{CachedStore, DynStore};
+use crate::store::CachedStore;
 use status::to_status;
 
 /// The `partnerportal.contacts.v1.ContactsService` implementation.
 #[derive(Debug, Clone)]
 pub struct ContactsApi {
-    /// The same store as `cache`, as the trait the handlers use.
-    store: DynStore,
-    cache: Arc<CachedStore>,
+    store: Arc<CachedStore>,
     policy: Arc<GatePolicy>,
     auth: Arc<Authenticator>,
     /// Turns true when the server starts draining: watch streams end then.
@@ -32,14 +30,13 @@ pub struct ContactsApi {
 
 impl ContactsApi {
     pub fn new(
-        cache: Arc<CachedStore>,
+        store: Arc<CachedStore>,
         policy: Arc<GatePolicy>,
         auth: Arc<Authenticator>,
         draining: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
-            store: cache.clone(),
-            cache,
+            store,
             policy,
             auth,
             draining,

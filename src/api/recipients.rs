@@ -3,6 +3,7 @@ use super::{ContactsApi, convert};
 use crate::domain::{ContactInfoName, Field, Principal, Purpose, now_micros, resolve};
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
+use crate::store::ContactStore;
 
 fn parse_purpose(raw: i32, v: &mut Violations) -> Option<Purpose> {
     match pb::Purpose::try_from(raw) {

@@ -5,7 +5,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Violations, join_checks};
 use crate::pb;
-use crate::store::UserCursor;
+use crate::store::{ContactStore, UserCursor};
 
 const USERS_TOKEN: &str = "users";
 

@@ -14,7 +14,7 @@ use super::status::ERROR_DOMAIN;
 use super::{ContactsApi, convert, status::to_status};
 use crate::domain::{ContactInfoName, ReadView};
 use crate::pb;
-use crate::store::Change;
+use crate::store::{Change, ContactStore};
 
 /// Messages a stream may hold for a consumer that is not reading. States are
 /// whole resources, so a consumer that catches up loses nothing but
@@ -36,7 +36,7 @@ pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) ->
     // One slot stays free for the status that ends the stream.
     let (tx, rx) = mpsc::channel(WATCH_BUFFER + 1);
     // Subscribe before the first read, so no save falls between them.
-    let mut changes = api.cache.changes();
+    let mut changes = api.store.changes();
     let store = api.store.clone();
     let mut draining = api.draining.clone();
     tokio::spawn(async move {
