@@ -17,9 +17,9 @@ pub(super) async fn get(
     let found = match &req.read_time {
         Some(t) => {
             let at = convert::parse_time(t, "read_time")?;
-            api.store.get_at(&name, at).await?
+            api.store.get_at(&name, at).await?.map(std::sync::Arc::new)
         }
-        None => api.store.get(&name).await?,
+        None => api.store.get_shared(&name).await?,
     };
     let info = found.ok_or_else(|| Error::NotFound {
         resource_type: crate::error::CONTACT_INFO_TYPE,
@@ -100,10 +100,10 @@ pub(super) async fn check_gate(
         Err(e) => return Err(e),
     };
     api.policy.check_type(&req.integration_type)?;
-    let current = api.store.get(&name).await?;
+    let current = api.store.get_shared(&name).await?;
     let users = match &current {
         Some(c) if !c.fields.alert_contacts.is_empty() => {
-            api.store.portal_user_emails(&name.partner).await?
+            api.store.portal_user_emails_shared(&name.partner).await?
         }
         _ => Default::default(),
     };

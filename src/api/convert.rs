@@ -410,10 +410,8 @@ pub fn contact_info_to_pb(info: &ContactInfo, view: ReadView) -> pb::ContactInfo
     )
 }
 
-fn visible(fields: &ContactFields, view: ReadView) -> ContactFields {
-    let mut fields = fields.clone();
-    view.apply(&mut fields);
-    fields
+fn visible(fields: &ContactFields, view: ReadView) -> std::borrow::Cow<'_, ContactFields> {
+    view.filter(fields)
 }
 
 /// One revision, through the caller's audience filter (its changed fields

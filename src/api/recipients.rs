@@ -3,7 +3,6 @@ use super::{ContactsApi, convert};
 use crate::domain::{ContactInfoName, Field, Principal, Purpose, now_micros, resolve};
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
-use crate::store::ContactStore;
 
 fn parse_purpose(raw: i32, v: &mut Violations) -> Option<Purpose> {
     match pb::Purpose::try_from(raw) {
@@ -43,19 +42,29 @@ pub(super) async fn resolve_recipients(
         return Err(Error::invalid_field("name", "is invalid"));
     };
 
-    let info = api.store.get(&name).await?.ok_or_else(|| Error::NotFound {
-        resource_type: CONTACT_INFO_TYPE,
-        name: name.to_string(),
-    })?;
-    let mut fields = info.fields.clone();
-    principal.read_view().apply(&mut fields);
+    let info = api
+        .store
+        .get_shared(&name)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            resource_type: CONTACT_INFO_TYPE,
+            name: name.to_string(),
+        })?;
+    let mut fields = principal.read_view().filter(&info.fields);
     if purpose.fields().contains(&Field::AlertContacts) && !fields.alert_contacts.is_empty() {
         // A revoked portal user keeps their place in the saved list but must
         // stop receiving production alerts at once.
-        let users = api.store.portal_user_emails(&name.partner).await?;
-        fields
+        let users = api.store.portal_user_emails_shared(&name.partner).await?;
+        if fields
             .alert_contacts
-            .retain(|c| users.contains(&c.email.comparison_key()));
+            .iter()
+            .any(|c| !users.contains(&c.email.comparison_key()))
+        {
+            fields
+                .to_mut()
+                .alert_contacts
+                .retain(|c| users.contains(&c.email.comparison_key()));
+        }
     }
     let resolution = resolve(&fields, purpose);
     let requested = purpose.fields()[0];
@@ -90,6 +99,6 @@ pub(super) async fn resolve_recipients(
             .as_ref()
             .is_some_and(|s| s.is_open_at(at)),
         at_time: Some(convert::timestamp(at)),
-        etag: info.etag,
+        etag: info.etag.clone(),
     })
 }

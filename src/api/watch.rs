@@ -14,7 +14,7 @@ use super::status::ERROR_DOMAIN;
 use super::{ContactsApi, convert, status::to_status};
 use crate::domain::{ContactInfoName, ReadView};
 use crate::pb;
-use crate::store::{Change, ContactStore};
+use crate::store::Change;
 
 /// Messages a stream may hold for a consumer that is not reading. States are
 /// whole resources, so a consumer that catches up loses nothing but
@@ -42,7 +42,7 @@ pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) ->
     tokio::spawn(async move {
         let mut sent_revision = 0;
         loop {
-            match store.get(&name).await {
+            match store.get_shared(&name).await {
                 Ok(Some(info)) if info.revision > sent_revision => {
                     if tx.capacity() <= 1 {
                         let _ = tx.try_send(Err(ending(

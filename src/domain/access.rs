@@ -162,6 +162,25 @@ impl ReadView {
         }
     }
 
+    /// [`Self::apply`] on a borrowed value: copies only when something is
+    /// hidden, so the full view of a cached contact info costs nothing.
+    pub fn filter(self, fields: &ContactFields) -> std::borrow::Cow<'_, ContactFields> {
+        match self {
+            Self::Full => std::borrow::Cow::Borrowed(fields),
+            Self::UserFacing => {
+                let mut owned = ContactFields {
+                    user_facing_operational_contacts: fields
+                        .user_facing_operational_contacts
+                        .clone(),
+                    operational_support: fields.operational_support.clone(),
+                    ..ContactFields::default()
+                };
+                self.apply(&mut owned);
+                std::borrow::Cow::Owned(owned)
+            }
+        }
+    }
+
     /// Whether a top-level field survives the filter.
     pub fn shows(self, field: super::Field) -> bool {
         self == Self::Full

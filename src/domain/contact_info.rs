@@ -109,6 +109,27 @@ pub struct ContactFields {
 }
 
 impl ContactFields {
+    /// Gives back spare vector capacity (decoding grows vectors in steps): a
+    /// long-lived cached copy should cost what it holds and no more.
+    pub fn shrink_to_fit(&mut self) {
+        for contacts in [
+            &mut self.alert_contacts,
+            &mut self.technical_emergency_contacts,
+            &mut self.technical_non_emergency_contacts,
+            &mut self.merchant_issues_contacts,
+            &mut self.platform_operational_contacts,
+            &mut self.user_facing_operational_contacts,
+        ] {
+            contacts.shrink_to_fit();
+        }
+        if let Some(OperationalSupport::Windows(windows)) = &mut self.operational_support {
+            windows.shrink_to_fit();
+            for w in windows {
+                w.days.shrink_to_fit();
+            }
+        }
+    }
+
     /// The contacts of a contact field; `None` for `operational_support`.
     pub fn contacts(&self, field: Field) -> Option<&[Contact]> {
         match field {

@@ -23,9 +23,10 @@ use crate::error::Error;
 /// Cache sizes and lifetimes.
 #[derive(Debug, Clone)]
 pub struct CacheOptions {
-    /// Approximate bytes each cache may hold (contact infos; partners' user
-    /// lists): bounded by memory, not entries, since a contact info ranges
-    /// from a few hundred bytes to tens of kilobytes. 0 disables caching.
+    /// Approximate heap bytes the cache may hold, contact infos and partners'
+    /// user lists together: bounded by memory, not entries, since a contact
+    /// info ranges from a few hundred bytes to tens of kilobytes. 0 disables
+    /// caching.
     pub max_bytes: u64,
     /// A safety net only: invalidation is by change notification.
     pub time_to_live: Duration,
@@ -40,31 +41,23 @@ impl Default for CacheOptions {
     }
 }
 
-/// Roughly what an entry costs in memory: its strings plus fixed overheads.
-fn contact_info_weight(_: &ContactInfoName, info: &Option<Arc<ContactInfo>>) -> u32 {
-    let Some(info) = info else { return 96 };
-    let contacts: usize = crate::domain::Field::ALL
-        .iter()
-        .filter_map(|f| info.fields.contacts(*f))
-        .flatten()
-        .map(|c| {
-            96 + c.email.as_str().len()
-                + c.display_name.as_ref().map_or(0, |d| d.as_str().len())
-                + c.phone_number.as_ref().map_or(0, |p| p.as_str().len())
-                + c.language_code.as_ref().map_or(0, |l| l.as_str().len())
-        })
-        .sum();
-    let windows = match &info.fields.operational_support {
-        Some(crate::domain::OperationalSupport::Windows(ws)) => ws.len() * 96,
-        _ => 0,
-    };
-    u32::try_from(320 + contacts + windows).unwrap_or(u32::MAX)
+/// What one cache holds: both kinds share one byte budget, so the operator's
+/// `--cache-max-mb` is the whole cache, not a figure per kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Contacts(ContactInfoName),
+    Users(PartnerId),
 }
 
-fn users_weight(_: &PartnerId, users: &Arc<PortalUserEmails>) -> u32 {
-    let bytes: usize = users.iter().map(|e| 48 + e.len()).sum();
-    u32::try_from(96 + bytes).unwrap_or(u32::MAX)
+#[derive(Debug, Clone)]
+enum Entry {
+    /// `None`: known not to exist (the gate asks about partners that have
+    /// saved nothing yet).
+    Contacts(Option<Arc<ContactInfo>>),
+    Users(Arc<PortalUserEmails>),
 }
+
+type Hasher = foldhash::fast::RandomState;
 
 #[derive(Debug)]
 pub struct CachedStore {
@@ -72,8 +65,7 @@ pub struct CachedStore {
     /// Changes after they took effect here: a subscriber that re-reads on a
     /// change reads the new state, never a stale cache entry.
     applied: ChangeFeed,
-    contacts: Cache<ContactInfoName, Option<Arc<ContactInfo>>>,
-    users: Cache<PartnerId, Arc<PortalUserEmails>>,
+    cache: Cache<Key, Entry, Hasher>,
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
@@ -88,16 +80,11 @@ impl CachedStore {
         let listener = inner.spawn_change_listener(incoming);
         let store = Arc::new(Self {
             inner,
-            contacts: Cache::builder()
+            cache: Cache::builder()
                 .max_capacity(options.max_bytes)
-                .weigher(contact_info_weight)
+                .weigher(|k: &Key, v: &Entry| weigh::entry(k, v))
                 .time_to_live(options.time_to_live)
-                .build(),
-            users: Cache::builder()
-                .max_capacity(options.max_bytes)
-                .weigher(users_weight)
-                .time_to_live(options.time_to_live)
-                .build(),
+                .build_with_hasher(Hasher::default()),
             epoch: AtomicU64::new(0),
             applied: ChangeFeed::default(),
         });
@@ -125,26 +112,174 @@ impl CachedStore {
         self.applied.subscribe()
     }
 
+    /// The weight the cache holds now (approximate heap bytes), after
+    /// pending evictions: for tests and metrics.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+
+    /// Entries held now, after pending evictions.
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    /// The contact info, shared with the cache: the read path of every hot
+    /// RPC, so a hit copies nothing.
+    pub async fn get_shared(
+        &self,
+        name: &ContactInfoName,
+    ) -> Result<Option<Arc<ContactInfo>>, Error> {
+        let key = Key::Contacts(name.clone());
+        if let Some(Entry::Contacts(hit)) = self.cache.get(&key) {
+            return Ok(hit);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let found = self.inner.get(name).await?.map(shared);
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.cache.insert(key, Entry::Contacts(found.clone()));
+        }
+        Ok(found)
+    }
+
+    /// The partner's portal-user emails, shared with the cache.
+    pub async fn portal_user_emails_shared(
+        &self,
+        partner: &PartnerId,
+    ) -> Result<Arc<PortalUserEmails>, Error> {
+        let key = Key::Users(partner.clone());
+        if let Some(Entry::Users(hit)) = self.cache.get(&key) {
+            return Ok(hit);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut found = self.inner.portal_user_emails(partner).await?;
+        found.shrink_to_fit();
+        let found = Arc::new(found);
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.cache.insert(key, Entry::Users(found.clone()));
+        }
+        Ok(found)
+    }
+
+    /// The revision cached for `name`, if any.
+    fn cached_revision(&self, name: &ContactInfoName) -> Option<i64> {
+        match self.cache.get(&Key::Contacts(name.clone())) {
+            Some(Entry::Contacts(Some(info))) => Some(info.revision),
+            _ => None,
+        }
+    }
+
     fn apply(&self, change: &Change) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         match change {
             Change::ContactInfo { name, revision } => {
                 // Our own writes come back as notifications too; an entry at
                 // least that new stays.
-                let current = self
-                    .contacts
-                    .get(name)
-                    .and_then(|v| v.as_ref().map(|i| i.revision));
-                if current.is_none_or(|r| r < *revision) {
-                    self.contacts.invalidate(name);
+                if self.cached_revision(name).is_none_or(|r| r < *revision) {
+                    self.cache.invalidate(&Key::Contacts(name.clone()));
                 }
             }
-            Change::PortalUsers { partner } => self.users.invalidate(partner),
-            Change::Resync => {
-                self.contacts.invalidate_all();
-                self.users.invalidate_all();
-            }
+            Change::PortalUsers { partner } => self.cache.invalidate(&Key::Users(partner.clone())),
+            Change::Resync => self.cache.invalidate_all(),
         }
+    }
+
+    fn users_changed(&self, partner: &PartnerId) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate(&Key::Users(partner.clone()));
+        self.applied.publish(Change::PortalUsers {
+            partner: partner.clone(),
+        });
+    }
+}
+
+/// A cached copy, without spare capacity: what the weigher counts.
+fn shared(mut info: ContactInfo) -> Arc<ContactInfo> {
+    info.fields.shrink_to_fit();
+    Arc::new(info)
+}
+
+/// What an entry costs on the heap, counted the way the allocator sees it:
+/// every allocation rounded up to its malloc chunk, plus moka's own
+/// per-entry bookkeeping. `tests/cache_memory.rs` checks it against a
+/// counting allocator.
+pub mod weigh {
+    use super::{Entry, Key};
+    use crate::domain::{Contact, ContactInfo, OperationalSupport};
+
+    /// moka's bookkeeping per entry (hash-table slot, the key's Arc, entry
+    /// info, access- and write-order deque nodes, the value's slot),
+    /// measured with moka 0.12.
+    pub const PER_ENTRY: usize = 256;
+
+    /// A glibc malloc chunk for `n` requested bytes (16-byte granularity, 8
+    /// bytes of header, 32 at least); nothing for an empty allocation.
+    pub fn chunk(n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            ((n + 8 + 15) & !15).max(32)
+        }
+    }
+
+    fn string(s: &str) -> usize {
+        chunk(s.len())
+    }
+
+    fn contact(c: &Contact) -> usize {
+        string(c.email.as_str())
+            + c.display_name.as_ref().map_or(0, |d| string(d.as_str()))
+            + c.phone_number.as_ref().map_or(0, |p| string(p.as_str()))
+            + c.language_code.as_ref().map_or(0, |l| string(l.as_str()))
+    }
+
+    fn contact_info(info: &ContactInfo) -> usize {
+        let contacts: usize = crate::domain::Field::ALL
+            .iter()
+            .filter_map(|f| info.fields.contacts(*f))
+            .map(|cs| {
+                chunk(cs.len() * std::mem::size_of::<Contact>())
+                    + cs.iter().map(contact).sum::<usize>()
+            })
+            .sum();
+        let support = match &info.fields.operational_support {
+            Some(OperationalSupport::Windows(ws)) => {
+                chunk(std::mem::size_of_val(ws.as_slice()))
+                    + ws.iter()
+                        .map(|w| {
+                            string(&w.time_zone) + chunk(std::mem::size_of_val(w.days.as_slice()))
+                        })
+                        .sum::<usize>()
+            }
+            _ => 0,
+        };
+        // The Arc's allocation holds the ContactInfo itself.
+        chunk(16 + std::mem::size_of::<ContactInfo>())
+            + string(info.name.partner.as_str())
+            + string(&info.etag)
+            + contacts
+            + support
+    }
+
+    pub(super) fn entry(key: &Key, value: &Entry) -> u32 {
+        let key_bytes = match key {
+            Key::Contacts(name) => string(name.partner.as_str()),
+            Key::Users(partner) => string(partner.as_str()),
+        };
+        let value_bytes = match value {
+            Entry::Contacts(None) => 0,
+            Entry::Contacts(Some(info)) => contact_info(info),
+            Entry::Users(users) => {
+                // hashbrown: one allocation of (capacity x (slot + control byte)).
+                let slots = users.capacity().max(users.len());
+                chunk(16 + std::mem::size_of::<super::PortalUserEmails>())
+                    + chunk(slots * (std::mem::size_of::<String>() + 1) + 16)
+                    + users.iter().map(|e| string(e)).sum::<usize>()
+            }
+        };
+        // The key is held twice: in the table and in the order queues' Arc.
+        u32::try_from(PER_ENTRY + 2 * key_bytes + value_bytes).unwrap_or(u32::MAX)
     }
 }
 
@@ -159,16 +294,7 @@ impl ContactStore for CachedStore {
     }
 
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error> {
-        if let Some(hit) = self.contacts.get(name) {
-            return Ok(hit.as_deref().cloned());
-        }
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        let found = self.inner.get(name).await?;
-        if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.contacts
-                .insert(name.clone(), found.clone().map(Arc::new));
-        }
-        Ok(found)
+        Ok(self.get_shared(name).await?.as_deref().cloned())
     }
 
     async fn get_at(
@@ -188,14 +314,14 @@ impl ContactStore for CachedStore {
         let saved = self.inner.update(update, request, actor).await?;
         self.epoch.fetch_add(1, Ordering::SeqCst);
         // A replayed request may return an older revision than the cache has.
-        let newer = self
-            .contacts
-            .get(&saved.name)
-            .and_then(|v| v.as_ref().map(|i| i.revision))
-            .is_none_or(|r| r < saved.revision);
-        if newer {
-            self.contacts
-                .insert(saved.name.clone(), Some(Arc::new(saved.clone())));
+        if self
+            .cached_revision(&saved.name)
+            .is_none_or(|r| r < saved.revision)
+        {
+            self.cache.insert(
+                Key::Contacts(saved.name.clone()),
+                Entry::Contacts(Some(shared(saved.clone()))),
+            );
         }
         self.applied.publish(Change::ContactInfo {
             name: saved.name.clone(),
@@ -227,15 +353,7 @@ impl ContactStore for CachedStore {
     }
 
     async fn portal_user_emails(&self, partner: &PartnerId) -> Result<PortalUserEmails, Error> {
-        if let Some(hit) = self.users.get(partner) {
-            return Ok((*hit).clone());
-        }
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        let found = self.inner.portal_user_emails(partner).await?;
-        if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.users.insert(partner.clone(), Arc::new(found.clone()));
-        }
-        Ok(found)
+        Ok((*self.portal_user_emails_shared(partner).await?).clone())
     }
 
     async fn grant_portal_access(
@@ -271,16 +389,6 @@ impl ContactStore for CachedStore {
         self.inner.revoke_portal_access(name, actor).await?;
         self.users_changed(&name.partner);
         Ok(())
-    }
-}
-
-impl CachedStore {
-    fn users_changed(&self, partner: &PartnerId) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.users.invalidate(partner);
-        self.applied.publish(Change::PortalUsers {
-            partner: partner.clone(),
-        });
     }
 }
 
@@ -322,13 +430,9 @@ mod tests {
             cache.update(&update, None, "test").await.expect("save");
             assert!(cache.get(&name(i)).await.expect("get").is_some());
         }
-        cache.contacts.run_pending_tasks();
-        assert!(
-            cache.contacts.weighted_size() <= budget,
-            "{} bytes cached",
-            cache.contacts.weighted_size()
-        );
-        assert!(cache.contacts.entry_count() > 0);
+        let held = cache.weighted_size();
+        assert!(held <= budget, "{held} bytes cached");
+        assert!(cache.cache.entry_count() > 0);
         // Evicted entries are read from the store again.
         assert!(cache.get(&name(0)).await.expect("get").is_some());
     }
