@@ -238,10 +238,7 @@ pub mod weigh {
         let contacts: usize = crate::domain::Field::ALL
             .iter()
             .filter_map(|f| info.fields.contacts(*f))
-            .map(|cs| {
-                chunk(cs.len() * std::mem::size_of::<Contact>())
-                    + cs.iter().map(contact).sum::<usize>()
-            })
+            .map(|cs| chunk(std::mem::size_of_val(cs)) + cs.iter().map(contact).sum::<usize>())
             .sum();
         let support = match &info.fields.operational_support {
             Some(OperationalSupport::Windows(ws)) => {
