@@ -61,8 +61,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PARTNER_CONTACTS_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
 
-    /// Megabytes (approximate) each in-process read cache may hold (contact
-    /// infos; partners' portal users). 0 turns caching off.
+    /// Heap megabytes the in-process read cache may hold, contact infos and
+    /// portal-user lists together. 0 turns caching off.
     #[arg(long, env = "PARTNER_CONTACTS_CACHE_MAX_MB", default_value_t = 64)]
     pub cache_max_mb: u64,
 
