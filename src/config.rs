@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::server::Limits;
 use crate::store::StoreOptions;
 
 /// Where the embedded default keeps its data, relative to the working directory.
@@ -66,6 +67,30 @@ pub struct ServeArgs {
     #[arg(long, env = "PARTNER_CONTACTS_CACHE_MAX_MB", default_value_t = 64)]
     pub cache_max_mb: u64,
 
+    /// Unary calls served at once, over all connections; calls beyond it are
+    /// refused at once with RESOURCE_EXHAUSTED. WatchContacts streams are
+    /// not counted.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_MAX_CONCURRENT_CALLS",
+        default_value_t = 512
+    )]
+    pub max_concurrent_calls: usize,
+
+    /// Deadline in milliseconds of a call that carries no grpc-timeout. The
+    /// database's acquire and statement timeouts must be below it.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_DEFAULT_DEADLINE_MS",
+        default_value_t = 10_000
+    )]
+    pub default_deadline_ms: u64,
+
+    /// Largest request message accepted, in KiB; larger ones get
+    /// RESOURCE_EXHAUSTED. The largest valid contact info is about 100 KiB.
+    #[arg(long, env = "PARTNER_CONTACTS_MAX_REQUEST_KIB", default_value_t = 256)]
+    pub max_request_kib: usize,
+
     /// Seconds in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(
         long,
@@ -73,6 +98,32 @@ pub struct ServeArgs {
         default_value_t = 10
     )]
     pub shutdown_grace_seconds: u64,
+}
+
+impl Cli {
+    /// The guard's limits, refused when a database timeout would outlast the
+    /// calls it serves (a call would give up before the store reports why).
+    pub fn limits(&self) -> Result<Limits, String> {
+        let limits = Limits {
+            max_concurrent_calls: self.serve.max_concurrent_calls.max(1),
+            default_deadline: Duration::from_millis(self.serve.default_deadline_ms),
+            max_request_bytes: self.serve.max_request_kib.max(1).saturating_mul(1024),
+        };
+        let db = self.database.store_options();
+        for (name, value) in [
+            ("--db-acquire-timeout-ms", db.acquire_timeout),
+            ("--db-statement-timeout-ms", db.statement_timeout),
+        ] {
+            if value >= limits.default_deadline {
+                return Err(format!(
+                    "{name} ({} ms) must be below --default-deadline-ms ({} ms)",
+                    value.as_millis(),
+                    limits.default_deadline.as_millis()
+                ));
+            }
+        }
+        Ok(limits)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +213,23 @@ mod tests {
         if std::env::var_os("DATABASE_URL").is_none() {
             assert_eq!(cli.database.url(), "sqlite:data/partner-contacts.sqlite3");
         }
+    }
+
+    #[test]
+    fn database_timeouts_must_be_below_the_default_deadline() {
+        let defaults = Cli::try_parse_from(["partner-contacts"]).expect("valid");
+        let limits = defaults.limits().expect("the defaults are consistent");
+        assert!(defaults.database.store_options().statement_timeout < limits.default_deadline);
+        let slow = Cli::try_parse_from([
+            "partner-contacts",
+            "--default-deadline-ms",
+            "2000",
+            "--db-acquire-timeout-ms",
+            "500",
+        ])
+        .expect("valid");
+        let err = slow.limits().expect_err("statement timeout 5000 >= 2000");
+        assert!(err.contains("--db-statement-timeout-ms"), "{err}");
     }
 
     #[test]

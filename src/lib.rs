@@ -12,6 +12,7 @@ pub mod pb {
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod server;

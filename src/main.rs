@@ -33,7 +33,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("{}", auth::mint(args)?);
         return Ok(());
     }
-    let (authenticator, tls) = identity(&cli)?;
+    // Checked before anything touches the database. `migrate` is not a
+    // server: it needs neither keys nor a loopback address.
+    let migrating = matches!(cli.command, Some(Command::Migrate));
+    let (authenticator, tls) = if migrating {
+        (auth::Authenticator::disabled(), None)
+    } else {
+        identity(&cli)?
+    };
     let url = cli.database.url();
     store::prepare_sqlite_dir(&url)?;
     // Policy problems are operator errors: refuse to start rather than gate wrongly.
@@ -46,8 +53,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("invalid gate policy {}: {e}", path.display()))?
         }
     };
+    let limits = cli.limits()?;
     let store = store::open(&url, &cli.database.store_options()).await?;
-    if matches!(cli.command, Some(Command::Migrate)) {
+    if migrating {
         println!("migrations applied ({})", store::describe_url(&url));
         return Ok(());
     }
@@ -79,6 +87,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ..Default::default()
             },
             shutdown_grace: Duration::from_secs(cli.serve.shutdown_grace_seconds),
+            limits,
+            counters: Default::default(),
         },
         listener,
         server::shutdown_signal(),

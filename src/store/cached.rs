@@ -4,7 +4,7 @@
 //! (a replica always reads its own writes), and the change feed invalidates it
 //! for writes made elsewhere.
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,6 +69,10 @@ pub struct CachedStore {
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
+    /// False while health's probe cannot reach the database: calls that need
+    /// it fail at once with UNAVAILABLE instead of each waiting out the
+    /// pool's acquire timeout. Cached reads are still answered.
+    reachable: AtomicBool,
 }
 
 impl CachedStore {
@@ -86,6 +90,7 @@ impl CachedStore {
                 .time_to_live(options.time_to_live)
                 .build_with_hasher(Hasher::default()),
             epoch: AtomicU64::new(0),
+            reachable: AtomicBool::new(true),
             applied: ChangeFeed::default(),
         });
         let weak = Arc::downgrade(&store);
@@ -105,6 +110,22 @@ impl CachedStore {
             }
         });
         store
+    }
+
+    /// Health's verdict on the database (see `reachable`).
+    pub fn set_reachable(&self, reachable: bool) {
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// UNAVAILABLE at once while the database is known to be unreachable.
+    fn database(&self) -> Result<&DynStore, Error> {
+        if self.reachable.load(Ordering::Relaxed) {
+            Ok(&self.inner)
+        } else {
+            Err(Error::Unavailable {
+                detail: "the database cannot be reached".to_owned(),
+            })
+        }
     }
 
     /// Changes, once this cache reflects them.
@@ -136,7 +157,7 @@ impl CachedStore {
             return Ok(hit);
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let found = self.inner.get(name).await?.map(shared);
+        let found = self.database()?.get(name).await?.map(shared);
         if self.epoch.load(Ordering::SeqCst) == epoch {
             self.cache.insert(key, Entry::Contacts(found.clone()));
         }
@@ -153,7 +174,7 @@ impl CachedStore {
             return Ok(hit);
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let mut found = self.inner.portal_user_emails(partner).await?;
+        let mut found = self.database()?.portal_user_emails(partner).await?;
         found.shrink_to_fit();
         let found = Arc::new(found);
         if self.epoch.load(Ordering::SeqCst) == epoch {
@@ -299,7 +320,7 @@ impl ContactStore for CachedStore {
         name: &ContactInfoName,
         at: DateTime<Utc>,
     ) -> Result<Option<ContactInfo>, Error> {
-        self.inner.get_at(name, at).await
+        self.database()?.get_at(name, at).await
     }
 
     async fn update(
@@ -308,7 +329,7 @@ impl ContactStore for CachedStore {
         request: Option<&RequestKey>,
         actor: &str,
     ) -> Result<ContactInfo, Error> {
-        let saved = self.inner.update(update, request, actor).await?;
+        let saved = self.database()?.update(update, request, actor).await?;
         self.epoch.fetch_add(1, Ordering::SeqCst);
         // A replayed request may return an older revision than the cache has.
         if self
@@ -333,11 +354,11 @@ impl ContactStore for CachedStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Revision>, Error> {
-        self.inner.list_revisions(name, before, limit).await
+        self.database()?.list_revisions(name, before, limit).await
     }
 
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error> {
-        self.inner.purge_request_ids(before).await
+        self.database()?.purge_request_ids(before).await
     }
 
     async fn list_portal_users(
@@ -346,7 +367,9 @@ impl ContactStore for CachedStore {
         after: Option<&UserCursor>,
         limit: usize,
     ) -> Result<Vec<PortalUser>, Error> {
-        self.inner.list_portal_users(partner, after, limit).await
+        self.database()?
+            .list_portal_users(partner, after, limit)
+            .await
     }
 
     async fn portal_user_emails(&self, partner: &PartnerId) -> Result<PortalUserEmails, Error> {
@@ -383,7 +406,7 @@ impl ContactStore for CachedStore {
     }
 
     async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
-        self.inner.revoke_portal_access(name, actor).await?;
+        self.database()?.revoke_portal_access(name, actor).await?;
         self.users_changed(&name.partner);
         Ok(())
     }

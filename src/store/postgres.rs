@@ -31,7 +31,13 @@ pub struct PostgresStore {
     pool: PgPool,
     /// How often the change listener lost its connection.
     listener_reconnects: Arc<AtomicU64>,
+    /// The session's `statement_timeout`; a write transaction gets less when
+    /// its call's deadline is nearer.
+    statement_timeout: Duration,
 }
+
+/// How long after its call's deadline PostgreSQL stops a write's statement.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
 type PgRow = (
     String,
@@ -130,6 +136,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             listener_reconnects: Arc::default(),
+            statement_timeout: options.statement_timeout,
         })
     }
 
@@ -148,8 +155,27 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// A transaction whose statements stop when the call's deadline passes:
+    /// dropping the call's future does not stop a query PostgreSQL is
+    /// running (a lock wait, say), but its `statement_timeout` does.
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, Error> {
-        self.pool.begin().await.map_err(|e| to_error(&e, "begin"))
+        let begun = match crate::deadline::remaining() {
+            Some(left) => {
+                // A little past the deadline: the call reports its deadline,
+                // not the statement timeout it caused.
+                let ms = (left + DEADLINE_SLACK)
+                    .min(self.statement_timeout)
+                    .as_millis()
+                    .max(1);
+                self.pool
+                    .begin_with(sqlx::AssertSqlSafe(format!(
+                        "BEGIN; SET LOCAL statement_timeout = {ms}"
+                    )))
+                    .await
+            }
+            None => self.pool.begin().await,
+        };
+        begun.map_err(|e| to_error(&e, "begin"))
     }
 
     /// `Ok(None)`: lost a create race; the caller tries again.

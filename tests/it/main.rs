@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod api;
 mod cli;
+mod guard;
 mod mtls;
 mod outage;
 mod replicas;

@@ -116,6 +116,8 @@ async fn mtls_server(ca: &Ca, dir: &Path) -> TestServer {
             auth: Arc::new(authenticator),
             tls,
             shutdown_grace: Duration::from_secs(5),
+            limits: Default::default(),
+            counters: Default::default(),
             cache: Default::default(),
         },
     )

@@ -221,6 +221,8 @@ impl TestServer {
                 tls: None,
                 cache: Default::default(),
                 shutdown_grace: Duration::from_secs(5),
+                limits: Default::default(),
+                counters: Default::default(),
             },
         )
         .await
@@ -236,6 +238,8 @@ impl TestServer {
                 tls: None,
                 cache: Default::default(),
                 shutdown_grace: Duration::from_secs(5),
+                limits: Default::default(),
+                counters: Default::default(),
             },
         )
         .await

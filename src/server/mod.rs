@@ -1,4 +1,8 @@
-//! Assembles the gRPC server: contacts API, health, reflection, graceful shutdown.
+//! Assembles the gRPC server: contacts API behind its guard, health,
+//! reflection, graceful shutdown.
+mod guard;
+
+pub use guard::{GuardCounters, Limits};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +18,17 @@ use crate::api::ContactsApi;
 use crate::auth::Authenticator;
 use crate::domain::GatePolicy;
 use crate::pb;
-use crate::store::{CacheOptions, CachedStore, DynStore, REQUEST_ID_RETENTION};
+use crate::store::{CacheOptions, CachedStore, ContactStore, DynStore, REQUEST_ID_RETENTION};
 
 /// The fully-qualified service name health reports on.
 pub const SERVICE_NAME: &str = "partnerportal.contacts.v1.ContactsService";
 
-/// How often health re-checks that the store answers.
-const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often health re-checks that the store answers: also how soon after
+/// the database returns the service is SERVING and calls go to it again.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A ping slower than this counts as the database being unreachable (a
+/// network that drops packets never refuses anything).
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often expired request ids are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -36,6 +44,10 @@ pub struct ServerSettings {
     /// After a shutdown signal, how long in-flight calls may take before the
     /// server stops anyway.
     pub shutdown_grace: Duration,
+    /// Calls in flight, deadlines, request size.
+    pub limits: Limits,
+    /// Where the guard counts what it refused.
+    pub counters: Arc<GuardCounters>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight
@@ -71,12 +83,14 @@ pub async fn serve(
     let store: DynStore = cached.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = ContactsApi::new(
-        cached,
+        cached.clone(),
         settings.policy.clone(),
         settings.auth.clone(),
         stop_rx.clone(),
     )
-    .into_service();
+    .into_service()
+    .max_decoding_message_size(settings.limits.max_request_bytes);
+    let api = guard::Guarded::new(api, settings.limits.clone(), settings.counters.clone());
 
     // Health writes go through one lock so the probe can never report
     // SERVING again once draining has begun.
@@ -84,7 +98,7 @@ pub async fn serve(
         reporter,
         draining: false,
     }));
-    let probe = tokio::spawn(probe_store(store.clone(), health.clone()));
+    let probe = tokio::spawn(probe_store(cached, health.clone()));
     let purge = tokio::spawn(purge_request_ids(store));
 
     let signalled = async move {
@@ -155,13 +169,20 @@ struct Health {
     draining: bool,
 }
 
-/// Keeps health in step with the store's reachability.
-async fn probe_store(store: DynStore, health: Arc<tokio::sync::Mutex<Health>>) {
+/// Keeps health, and the store's fail-fast switch, in step with the
+/// database's reachability.
+async fn probe_store(store: Arc<CachedStore>, health: Arc<tokio::sync::Mutex<Health>>) {
     let mut last = None;
     loop {
-        let status = match store.ping().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(_) => ServingStatus::NotServing,
+        let reachable = matches!(
+            tokio::time::timeout(STORE_PROBE_TIMEOUT, store.ping()).await,
+            Ok(Ok(()))
+        );
+        store.set_reachable(reachable);
+        let status = if reachable {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
         };
         if last != Some(status) {
             let h = health.lock().await;

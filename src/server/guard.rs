@@ -1,0 +1,174 @@
+//! What stands between the network and ContactsService: a service-wide limit
+//! on calls in flight (excess calls are shed at once), the call's deadline
+//! (the caller's `grpc-timeout`, else a default), and the status an
+//! over-size request gets. Health and reflection are not behind it, so
+//! probes keep answering under any load.
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::server::NamedService;
+use tonic::{Code, Status};
+
+use crate::deadline;
+
+/// Limits of the guard; see the README's configuration table.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Unary calls served at once, over every connection. Streams are not
+    /// counted: they last as long as their consumer.
+    pub max_concurrent_calls: usize,
+    /// The deadline of a call whose caller sent no `grpc-timeout`.
+    pub default_deadline: Duration,
+    /// The largest request message accepted (decoded size).
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 512,
+            default_deadline: Duration::from_secs(10),
+            max_request_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Calls the guard turned away, by reason; for logs, metrics and tests.
+#[derive(Debug, Default)]
+pub struct GuardCounters {
+    pub shed: AtomicU64,
+    pub deadline_exceeded: AtomicU64,
+    pub too_large: AtomicU64,
+}
+
+/// Our deadline fires this much before the caller's, so the caller is told
+/// DEADLINE_EXCEEDED by us rather than CANCELLED by tonic's own timer for
+/// the same header.
+const AHEAD_OF_CALLER: Duration = Duration::from_millis(2);
+
+const STREAMING_METHODS: &[&str] = &["/partnerportal.contacts.v1.ContactsService/WatchContacts"];
+
+#[derive(Debug, Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+    limits: Limits,
+    counters: Arc<GuardCounters>,
+}
+
+impl<S> Guarded<S> {
+    pub fn new(inner: S, limits: Limits, counters: Arc<GuardCounters>) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(Semaphore::new(limits.max_concurrent_calls.max(1))),
+            limits,
+            counters,
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// A trailers-only response carrying `status`.
+fn refuse(status: Status) -> http::Response<Body> {
+    status.into_http()
+}
+
+/// tonic answers an over-size message with OUT_OF_RANGE; the gRPC spec says
+/// RESOURCE_EXHAUSTED. No handler of ours returns OUT_OF_RANGE, so every one
+/// that reaches here is tonic's size check.
+fn over_size(response: &http::Response<Body>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11")
+}
+
+impl<S> Service<http::Request<Body>> for Guarded<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The clone is not ready yet; the one polled ready serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if STREAMING_METHODS.contains(&request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.counters.shed.fetch_add(1, Ordering::Relaxed);
+            return Box::pin(std::future::ready(Ok(refuse(Status::resource_exhausted(
+                "the server is at its limit of calls in flight; retry with backoff",
+            )))));
+        };
+        let caller = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(deadline::parse_grpc_timeout);
+        let budget = match caller {
+            Some(t) => t.saturating_sub(AHEAD_OF_CALLER),
+            None => self.limits.default_deadline,
+        };
+        let limit_kib = self.limits.max_request_bytes / 1024;
+        let counters = self.counters.clone();
+        Box::pin(async move {
+            let _permit = permit;
+            let ends = Instant::now() + budget;
+            let served =
+                tokio::time::timeout_at(ends.into(), deadline::scope(ends, inner.call(request)))
+                    .await;
+            Ok(match served {
+                Ok(Ok(response)) if over_size(&response) => {
+                    counters.too_large.fetch_add(1, Ordering::Relaxed);
+                    refuse(Status::new(
+                        Code::ResourceExhausted,
+                        format!(
+                            "the request is larger than the {limit_kib} KiB this service accepts"
+                        ),
+                    ))
+                }
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    counters.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+                    refuse(Status::deadline_exceeded(
+                        "the call's deadline passed before it finished; nothing more is done for it",
+                    ))
+                }
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_size_is_recognised_by_its_status_only() {
+        assert!(over_size(&refuse(Status::out_of_range("too big"))));
+        assert!(!over_size(&refuse(Status::invalid_argument("bad"))));
+        assert!(!over_size(&http::Response::new(Body::default())));
+    }
+}
