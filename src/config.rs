@@ -91,6 +91,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PARTNER_CONTACTS_MAX_REQUEST_KIB", default_value_t = 256)]
     pub max_request_kib: usize,
 
+    /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP).
+    /// Off unless set.
+    #[arg(long, env = "PARTNER_CONTACTS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Seconds in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(
         long,

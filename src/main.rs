@@ -14,18 +14,27 @@ use tonic::transport::ServerTlsConfig;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = telemetry::init(&cli.log) {
-        eprintln!("partner-contacts: {e}");
-        return ExitCode::FAILURE;
+    // Spans go to an OTLP collector only when the environment names one.
+    let telemetry = match telemetry::otel::from_env().and_then(|t| telemetry::init(&cli.log, t)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("partner-contacts: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if telemetry.exporting() {
+        tracing::info!("exporting traces over OTLP");
     }
-    match run(cli).await {
+    let code = match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("partner-contacts: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -76,6 +85,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             "none (development: every caller has full access)"
         }
     );
+    let metrics = match cli.serve.metrics_listen {
+        None => None,
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?;
+            let metrics = Arc::new(telemetry::Metrics::new());
+            tracing::info!(%at, "Prometheus metrics on http://{at}/metrics");
+            let serving = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    telemetry::metrics::serve(listener, serving, std::future::pending()).await
+                {
+                    tracing::error!("{e}");
+                }
+            });
+            Some(metrics)
+        }
+    };
     server::serve(
         store,
         ServerSettings {
@@ -89,6 +117,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             shutdown_grace: Duration::from_secs(cli.serve.shutdown_grace_seconds),
             limits,
             counters: Default::default(),
+            metrics,
         },
         listener,
         server::shutdown_signal(),

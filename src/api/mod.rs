@@ -10,7 +10,6 @@ mod watch;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use tracing::instrument;
 
 use crate::auth::Authenticator;
 use crate::domain::{Action, GatePolicy, Principal, partner_segment};
@@ -61,16 +60,19 @@ impl ContactsApi {
             .auth
             .authenticate(request.metadata(), certs.as_deref().map(|c| c.as_slice()))
             .map_err(to_status)?;
-        principal
-            .authorize(action, partner_segment(resource))
-            .map_err(to_status)?;
+        let partner = partner_segment(resource);
+        // The call's span (server::observe) names the partner once it is a
+        // well-formed id: never arbitrary caller text.
+        if let Some(p) = partner.filter(|p| crate::domain::PartnerId::parse(p).is_ok()) {
+            tracing::Span::current().record("partner", p);
+        }
+        principal.authorize(action, partner).map_err(to_status)?;
         Ok(principal)
     }
 }
 
 #[tonic::async_trait]
 impl ContactsService for ContactsApi {
-    #[instrument(skip_all, fields(rpc = "GetContacts"))]
     async fn get_contacts(
         &self,
         request: Request<pb::GetContactsRequest>,
@@ -87,7 +89,6 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
-    #[instrument(skip_all, fields(rpc = "UpdateContacts"))]
     async fn update_contacts(
         &self,
         request: Request<pb::UpdateContactsRequest>,
@@ -104,7 +105,6 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
-    #[instrument(skip_all, fields(rpc = "CheckOnboardingGate"))]
     async fn check_onboarding_gate(
         &self,
         request: Request<pb::CheckOnboardingGateRequest>,
@@ -118,7 +118,6 @@ impl ContactsService for ContactsApi {
 
     type WatchContactsStream = watch::WatchStream;
 
-    #[instrument(skip_all, fields(rpc = "WatchContacts"))]
     async fn watch_contacts(
         &self,
         request: Request<pb::WatchContactsRequest>,
@@ -132,7 +131,6 @@ impl ContactsService for ContactsApi {
         )))
     }
 
-    #[instrument(skip_all, fields(rpc = "ResolveRecipients"))]
     async fn resolve_recipients(
         &self,
         request: Request<pb::ResolveRecipientsRequest>,
@@ -144,7 +142,6 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
-    #[instrument(skip_all, fields(rpc = "ListContactInfoRevisions"))]
     async fn list_contact_info_revisions(
         &self,
         request: Request<pb::ListContactInfoRevisionsRequest>,
@@ -156,7 +153,6 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
-    #[instrument(skip_all, fields(rpc = "ListPortalUsers"))]
     async fn list_portal_users(
         &self,
         request: Request<pb::ListPortalUsersRequest>,
@@ -168,7 +164,6 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
-    #[instrument(skip_all, fields(rpc = "GrantPortalAccess"))]
     async fn grant_portal_access(
         &self,
         request: Request<pb::GrantPortalAccessRequest>,
@@ -184,7 +179,6 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
-    #[instrument(skip_all, fields(rpc = "UpdatePortalUserRole"))]
     async fn update_portal_user_role(
         &self,
         request: Request<pb::UpdatePortalUserRoleRequest>,
@@ -196,7 +190,6 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
-    #[instrument(skip_all, fields(rpc = "RevokePortalAccess"))]
     async fn revoke_portal_access(
         &self,
         request: Request<pb::RevokePortalAccessRequest>,

@@ -1,6 +1,7 @@
 //! Assembles the gRPC server: contacts API behind its guard, health,
 //! reflection, graceful shutdown.
 mod guard;
+mod observe;
 
 pub use guard::{GuardCounters, Limits};
 use std::future::Future;
@@ -48,6 +49,8 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// Where the guard counts what it refused.
     pub counters: Arc<GuardCounters>,
+    /// Where calls are counted and timed; `None`: not measured.
+    pub metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight
@@ -91,6 +94,11 @@ pub async fn serve(
     .into_service()
     .max_decoding_message_size(settings.limits.max_request_bytes);
     let api = guard::Guarded::new(api, settings.limits.clone(), settings.counters.clone());
+    // Outermost, so the guard's refusals are counted and traced too.
+    let api = observe::Observed::new(api, settings.metrics.clone());
+    if let Some(metrics) = &settings.metrics {
+        metrics.attach(cached.clone(), settings.counters.clone());
+    }
 
     // Health writes go through one lock so the probe can never report
     // SERVING again once draining has begun.

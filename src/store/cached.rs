@@ -59,6 +59,37 @@ enum Entry {
 
 type Hasher = foldhash::fast::RandomState;
 
+/// What metrics report of the cache and the store behind it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheStats {
+    pub pool: super::PoolStats,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bytes: u64,
+    pub cache_entries: u64,
+    pub calls_in_flight: u64,
+}
+
+/// The store behind the cache, for one call.
+struct Database<'a> {
+    store: &'a DynStore,
+    in_flight: &'a AtomicU64,
+}
+
+impl std::ops::Deref for Database<'_> {
+    type Target = DynStore;
+
+    fn deref(&self) -> &DynStore {
+        self.store
+    }
+}
+
+impl Drop for Database<'_> {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub struct CachedStore {
     inner: DynStore,
@@ -69,6 +100,10 @@ pub struct CachedStore {
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// Calls this cache has passed to the database and not yet had back.
+    in_flight: AtomicU64,
     /// False while health's probe cannot reach the database: calls that need
     /// it fail at once with UNAVAILABLE instead of each waiting out the
     /// pool's acquire timeout. Cached reads are still answered.
@@ -91,6 +126,9 @@ impl CachedStore {
                 .build_with_hasher(Hasher::default()),
             epoch: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             applied: ChangeFeed::default(),
         });
         let weak = Arc::downgrade(&store);
@@ -118,9 +156,15 @@ impl CachedStore {
     }
 
     /// UNAVAILABLE at once while the database is known to be unreachable.
-    fn database(&self) -> Result<&DynStore, Error> {
+    /// The handle counts the call as in flight until it is dropped (the end
+    /// of the statement that awaits the call).
+    fn database(&self) -> Result<Database<'_>, Error> {
         if self.reachable.load(Ordering::Relaxed) {
-            Ok(&self.inner)
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            Ok(Database {
+                store: &self.inner,
+                in_flight: &self.in_flight,
+            })
         } else {
             Err(Error::Unavailable {
                 detail: "the database cannot be reached".to_owned(),
@@ -140,6 +184,18 @@ impl CachedStore {
         self.cache.weighted_size()
     }
 
+    /// Counters and sizes for metrics.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            pool: self.inner.pool_stats(),
+            cache_hits: self.hits.load(Ordering::Relaxed),
+            cache_misses: self.misses.load(Ordering::Relaxed),
+            cache_bytes: self.weighted_size(),
+            cache_entries: self.cache.entry_count(),
+            calls_in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
     /// Entries held now, after pending evictions.
     pub fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
@@ -154,8 +210,10 @@ impl CachedStore {
     ) -> Result<Option<Arc<ContactInfo>>, Error> {
         let key = Key::Contacts(name.clone());
         if let Some(Entry::Contacts(hit)) = self.cache.get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::SeqCst);
         let found = self.database()?.get(name).await?.map(shared);
         if self.epoch.load(Ordering::SeqCst) == epoch {
@@ -171,8 +229,10 @@ impl CachedStore {
     ) -> Result<Arc<PortalUserEmails>, Error> {
         let key = Key::Users(partner.clone());
         if let Some(Entry::Users(hit)) = self.cache.get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::SeqCst);
         let mut found = self.database()?.portal_user_emails(partner).await?;
         found.shrink_to_fit();

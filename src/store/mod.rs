@@ -17,7 +17,7 @@ mod classify;
 pub mod postgres;
 pub mod sqlite;
 
-pub use cached::{CacheOptions, CachedStore};
+pub use cached::{CacheOptions, CacheStats, CachedStore};
 pub use changes::{Change, ChangeFeed};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -115,12 +115,26 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     /// administrator would remain.
     async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error>;
 
+    /// The connection pool now, for metrics.
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
+
     /// Starts forwarding changes made by other processes into `feed`, where
     /// the backend can see them (PostgreSQL LISTEN/NOTIFY). SQLite is only
     /// ever written by this process, so it has nothing to listen to.
     fn spawn_change_listener(&self, _feed: ChangeFeed) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
+}
+
+/// A backend's connection pool and change listener, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub max: u32,
+    pub size: u32,
+    pub idle: u32,
+    pub listener_reconnects: u64,
 }
 
 /// Where a page of portal users ends.

@@ -667,6 +667,15 @@ impl ContactStore for PostgresStore {
         Ok(())
     }
 
+    fn pool_stats(&self) -> super::PoolStats {
+        super::PoolStats {
+            max: self.pool.options().get_max_connections(),
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            listener_reconnects: self.listener_reconnects(),
+        }
+    }
+
     fn spawn_change_listener(&self, feed: ChangeFeed) -> Option<tokio::task::JoinHandle<()>> {
         Some(tokio::spawn(listen_forever(
             self.pool.clone(),

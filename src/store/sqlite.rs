@@ -230,6 +230,15 @@ impl ContactStore for SqliteStore {
         "sqlite"
     }
 
+    fn pool_stats(&self) -> super::PoolStats {
+        super::PoolStats {
+            max: self.pool.options().get_max_connections(),
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            listener_reconnects: 0,
+        }
+    }
+
     #[instrument(skip(self), err(level = "debug"))]
     async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1")

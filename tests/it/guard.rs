@@ -30,6 +30,7 @@ fn settings(limits: Limits, grace: Duration, counters: Arc<GuardCounters>) -> Se
         shutdown_grace: grace,
         limits,
         counters,
+        metrics: None,
     }
 }
 

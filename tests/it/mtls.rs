@@ -118,6 +118,7 @@ async fn mtls_server(ca: &Ca, dir: &Path) -> TestServer {
             shutdown_grace: Duration::from_secs(5),
             limits: Default::default(),
             counters: Default::default(),
+            metrics: None,
             cache: Default::default(),
         },
     )

@@ -19,6 +19,7 @@ mod gate;
 mod get;
 mod history;
 mod infra;
+mod metrics;
 mod recipients;
 mod update;
 mod users;

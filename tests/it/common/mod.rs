@@ -223,6 +223,7 @@ impl TestServer {
                 shutdown_grace: Duration::from_secs(5),
                 limits: Default::default(),
                 counters: Default::default(),
+                metrics: None,
             },
         )
         .await
@@ -240,6 +241,7 @@ impl TestServer {
                 shutdown_grace: Duration::from_secs(5),
                 limits: Default::default(),
                 counters: Default::default(),
+                metrics: None,
             },
         )
         .await

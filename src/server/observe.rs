@@ -1,0 +1,261 @@
+//! One span and one set of metrics per ContactsService call: the span
+//! continues the caller's W3C trace (`traceparent`), carries the method, the
+//! partner and the gRPC status code (never personal data), and gives every
+//! log line of the call its trace id.
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use opentelemetry::trace::TraceContextExt;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Bytes, Service, http};
+use tonic::server::NamedService;
+use tonic::{Code, Status};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::code_name;
+
+/// The methods of ContactsService: a metric label may only take one of
+/// these, whatever path a caller sends.
+const METHODS: &[&str] = &[
+    "GetContacts",
+    "UpdateContacts",
+    "CheckOnboardingGate",
+    "WatchContacts",
+    "ResolveRecipients",
+    "ListContactInfoRevisions",
+    "ListPortalUsers",
+    "GrantPortalAccess",
+    "UpdatePortalUserRole",
+    "RevokePortalAccess",
+];
+
+fn method_of(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or("");
+    METHODS
+        .iter()
+        .find(|m| **m == name)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Server-side codes that mean the service failed (OpenTelemetry's rule
+/// for gRPC servers); the others are the caller's.
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct Observed<S> {
+    inner: S,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl<S> Observed<S> {
+    pub fn new(inner: S, metrics: Option<Arc<Metrics>>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+impl<S: NamedService> NamedService for Observed<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// The call's trace id: the caller's, the exporter's when it made a new
+/// trace, or a fresh random one so that logs can still be grouped.
+fn trace_id(span: &tracing::Span, caller: &opentelemetry::Context) -> String {
+    for cx in [span.context(), caller.clone()] {
+        let id = cx.span().span_context().trace_id();
+        if id != opentelemetry::trace::TraceId::INVALID {
+            return id.to_string();
+        }
+    }
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl<S> Service<http::Request<Body>> for Observed<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = method_of(request.uri().path());
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %format_args!("{}/{method}", S::NAME),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = S::NAME,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            partner = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        let caller = crate::telemetry::otel::caller_context(request.headers());
+        // Without an exporter there is no OpenTelemetry layer and this does
+        // nothing; the trace id below still follows the caller's.
+        let _ = span.set_parent(caller.clone());
+        span.record("trace_id", trace_id(&span, &caller).as_str());
+        let metrics = self.metrics.clone();
+        if let Some(m) = &metrics {
+            m.call_started();
+        }
+        let started = Instant::now();
+        let served = inner.call(request).instrument(span.clone());
+        Box::pin(async move {
+            let Ok(response) = served.await;
+            // A trailers-only response (every error of ours) has its status
+            // in the headers; otherwise it comes in the body's trailers.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .map(|v| Code::from_bytes(v.as_bytes()));
+            let finish = Finish {
+                span,
+                metrics,
+                method,
+                started,
+            };
+            Ok(match code {
+                Some(code) => {
+                    finish.done(code);
+                    response
+                }
+                None => response.map(|body| {
+                    Body::new(ObservedBody {
+                        inner: body,
+                        code: None,
+                        finish: Some(finish),
+                    })
+                }),
+            })
+        })
+    }
+}
+
+struct Finish {
+    span: tracing::Span,
+    metrics: Option<Arc<Metrics>>,
+    method: &'static str,
+    started: Instant,
+}
+
+impl Finish {
+    fn done(self, code: Code) {
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        if let Some(m) = &self.metrics {
+            m.call_finished(self.method, code, self.started.elapsed());
+        }
+        tracing::debug!(parent: &self.span, code = code_name(code), "call finished");
+    }
+}
+
+/// A response body that reports the call's status when its trailers pass,
+/// or CANCELLED when the caller went away first.
+struct ObservedBody {
+    inner: Body,
+    code: Option<Code>,
+    finish: Option<Finish>,
+}
+
+impl ObservedBody {
+    fn done(&mut self, code: Code) {
+        if let Some(finish) = self.finish.take() {
+            finish.done(code);
+        }
+    }
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    self.code = Some(
+                        trailers
+                            .get("grpc-status")
+                            .map_or(Code::Unknown, |v| Code::from_bytes(v.as_bytes())),
+                    );
+                }
+            }
+            Poll::Ready(Some(Err(status))) => self.code = Some(status.code()),
+            Poll::Ready(None) => {
+                let code = self.code.unwrap_or(Code::Unknown);
+                self.done(code);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        // Trailers seen but the end not polled still counts as that code.
+        let code = self.code.unwrap_or(Code::Cancelled);
+        self.done(code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_only_take_known_methods() {
+        assert_eq!(
+            method_of("/partnerportal.contacts.v1.ContactsService/GetContacts"),
+            "GetContacts"
+        );
+        assert_eq!(
+            method_of("/partnerportal.contacts.v1.ContactsService/DropTables"),
+            "unknown"
+        );
+        assert_eq!(method_of(""), "unknown");
+    }
+}
