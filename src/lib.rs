@@ -15,6 +15,7 @@ pub mod config;
 pub mod deadline;
 pub mod domain;
 pub mod error;
+pub mod fuzzing;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,9 @@
+
+è
+1partners/acme/environments/production/contactInfo#
+oncall@acme.exampleAcme on-call'
+pager@acme.example+1 (650) 253-0000"
+integrations@acme.example"en2
+escalations@acme.example:$
+support@acme.exampleAcme SupportB
+operational_support

@@ -1,0 +1,3 @@
+
+0
+.partners/acme/environments/sandbox/contactInfo

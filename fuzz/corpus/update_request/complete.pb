@@ -1,0 +1,10 @@
+
+´
+1partners/acme/environments/production/contactInfo#
+oncall@acme.exampleAcme on-call'
+pager@acme.example+1 (650) 253-0000"
+integrations@acme.example"en2
+escalations@acme.example:$
+support@acme.exampleAcme SupportBN*
+America/Los_Angeles08:00"20:00 
+Europe/Zurich22:00"02:00"$5b0c7f52-3d5e-4a55-9a1e-0c3f4d2b6a10
