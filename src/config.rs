@@ -96,6 +96,19 @@ pub struct ServeArgs {
     #[arg(long, env = "PARTNER_CONTACTS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// How replicas learn of each other's writes: `notify` (PostgreSQL
+    /// LISTEN/NOTIFY; cache entries also expire after 5 minutes as a safety
+    /// net) or `ttl` (no LISTEN/NOTIFY, for PgBouncer in transaction mode or
+    /// PostgreSQL-compatible databases without it: another replica's write
+    /// is seen after at most --cache-ttl-ms). SQLite ignores it.
+    #[arg(long, env = "PARTNER_CONTACTS_CHANGE_FEED", value_enum, default_value_t = ChangeFeedMode::Notify)]
+    pub change_feed: ChangeFeedMode,
+
+    /// Milliseconds a cached entry may be served before it is read again.
+    /// Default: 300000 with `--change-feed notify`, 1000 with `ttl`.
+    #[arg(long, env = "PARTNER_CONTACTS_CACHE_TTL_MS")]
+    pub cache_ttl_ms: Option<u64>,
+
     /// Seconds in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(
         long,
@@ -178,6 +191,39 @@ impl DatabaseArgs {
             max_connections: self.db_max_connections.max(1),
             acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            ..StoreOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChangeFeedMode {
+    /// PostgreSQL LISTEN/NOTIFY: another replica's write reaches this cache
+    /// within milliseconds.
+    Notify,
+    /// No notifications: cached entries expire after the cache TTL.
+    Ttl,
+}
+
+impl Cli {
+    /// The read cache's settings.
+    pub fn cache_options(&self) -> crate::store::CacheOptions {
+        let default_ttl = match self.serve.change_feed {
+            ChangeFeedMode::Notify => 300_000,
+            ChangeFeedMode::Ttl => 1_000,
+        };
+        crate::store::CacheOptions {
+            max_bytes: self.serve.cache_max_mb.saturating_mul(1024 * 1024),
+            time_to_live: Duration::from_millis(
+                self.serve.cache_ttl_ms.unwrap_or(default_ttl).max(1),
+            ),
+        }
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            notify: self.serve.change_feed == ChangeFeedMode::Notify,
+            ..self.database.store_options()
         }
     }
 }
@@ -235,6 +281,28 @@ mod tests {
         .expect("valid");
         let err = slow.limits().expect_err("statement timeout 5000 >= 2000");
         assert!(err.contains("--db-statement-timeout-ms"), "{err}");
+    }
+
+    #[test]
+    fn the_ttl_change_feed_sends_no_notifications_and_expires_entries_quickly() {
+        let notify = Cli::try_parse_from(["partner-contacts"]).expect("valid");
+        assert!(notify.store_options().notify);
+        assert_eq!(
+            notify.cache_options().time_to_live,
+            Duration::from_secs(300)
+        );
+        let ttl = Cli::try_parse_from(["partner-contacts", "--change-feed", "ttl"]).expect("valid");
+        assert!(!ttl.store_options().notify);
+        assert_eq!(ttl.cache_options().time_to_live, Duration::from_secs(1));
+        let set = Cli::try_parse_from([
+            "partner-contacts",
+            "--change-feed",
+            "ttl",
+            "--cache-ttl-ms",
+            "250",
+        ])
+        .expect("valid");
+        assert_eq!(set.cache_options().time_to_live, Duration::from_millis(250));
     }
 
     #[test]

@@ -63,7 +63,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     };
     let limits = cli.limits()?;
-    let store = store::open(&url, &cli.database.store_options()).await?;
+    let store = store::open(&url, &cli.store_options()).await?;
     if migrating {
         println!("migrations applied ({})", store::describe_url(&url));
         return Ok(());
@@ -110,10 +110,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             policy: Arc::new(policy),
             auth: Arc::new(authenticator),
             tls,
-            cache: store::CacheOptions {
-                max_bytes: cli.serve.cache_max_mb.saturating_mul(1024 * 1024),
-                ..Default::default()
-            },
+            cache: cli.cache_options(),
             shutdown_grace: Duration::from_secs(cli.serve.shutdown_grace_seconds),
             limits,
             counters: Default::default(),

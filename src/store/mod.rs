@@ -170,6 +170,11 @@ pub struct StoreOptions {
     pub acquire_timeout: std::time::Duration,
     /// PostgreSQL `statement_timeout`: no query outlives the calls it serves.
     pub statement_timeout: std::time::Duration,
+    /// PostgreSQL: send a NOTIFY with every write and LISTEN for the others'.
+    /// Off for databases or poolers without LISTEN/NOTIFY (PgBouncer in
+    /// transaction mode, PostgreSQL-compatible distributed databases); caches
+    /// then rely on their time to live alone.
+    pub notify: bool,
 }
 
 impl Default for StoreOptions {
@@ -178,6 +183,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout: std::time::Duration::from_secs(3),
             statement_timeout: std::time::Duration::from_secs(5),
+            notify: true,
         }
     }
 }

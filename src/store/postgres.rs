@@ -34,6 +34,9 @@ pub struct PostgresStore {
     /// The session's `statement_timeout`; a write transaction gets less when
     /// its call's deadline is nearer.
     statement_timeout: Duration,
+    /// Whether writes NOTIFY and a listener follows the others' (see
+    /// `StoreOptions::notify`).
+    notify: bool,
 }
 
 /// How long after its call's deadline PostgreSQL stops a write's statement.
@@ -137,6 +140,7 @@ impl PostgresStore {
             pool,
             listener_reconnects: Arc::default(),
             statement_timeout: options.statement_timeout,
+            notify: options.notify,
         })
     }
 
@@ -265,7 +269,12 @@ impl PostgresStore {
                  UPDATE update_requests SET response = $12::jsonb
                  WHERE request_id = $9 AND EXISTS (SELECT 1 FROM written)
              )
-             SELECT count(*) FROM (SELECT pg_notify($13, $14) FROM written) AS notified"
+             {}",
+            if self.notify {
+                "SELECT count(*) FROM (SELECT pg_notify($13, $14) FROM written) AS notified"
+            } else {
+                "SELECT count(*) FROM written"
+            }
         );
         let written: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(next.name.partner.as_str())
@@ -294,7 +303,16 @@ impl PostgresStore {
     }
 }
 
-/// Tells every replica, when the transaction commits (and only then).
+impl PostgresStore {
+    /// Tells every replica, when the transaction commits (and only then).
+    async fn notify(&self, conn: &mut PgConnection, change: &Change) -> Result<(), Error> {
+        if !self.notify {
+            return Ok(());
+        }
+        notify(conn, change).await
+    }
+}
+
 async fn notify(conn: &mut PgConnection, change: &Change) -> Result<(), Error> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -618,7 +636,7 @@ impl ContactStore for PostgresStore {
             return Err(user_exists(partner));
         }
         record_user_revision(&mut tx, &user, "GRANT", actor, now).await?;
-        notify(&mut tx, &users_changed(partner)).await?;
+        self.notify(&mut tx, &users_changed(partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(user)
     }
@@ -646,7 +664,7 @@ impl ContactStore for PostgresStore {
         .await
         .map_err(|e| to_error(&e, "update portal user"))?;
         record_user_revision(&mut tx, &user, "UPDATE_ROLE", actor, now).await?;
-        notify(&mut tx, &users_changed(&name.partner)).await?;
+        self.notify(&mut tx, &users_changed(&name.partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(user)
     }
@@ -662,7 +680,7 @@ impl ContactStore for PostgresStore {
             .await
             .map_err(|e| to_error(&e, "delete portal user"))?;
         record_user_revision(&mut tx, &user, "REVOKE", actor, now_micros()).await?;
-        notify(&mut tx, &users_changed(&name.partner)).await?;
+        self.notify(&mut tx, &users_changed(&name.partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(())
     }
@@ -677,6 +695,9 @@ impl ContactStore for PostgresStore {
     }
 
     fn spawn_change_listener(&self, feed: ChangeFeed) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.notify {
+            return None;
+        }
         Some(tokio::spawn(listen_forever(
             self.pool.clone(),
             feed,

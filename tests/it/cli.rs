@@ -537,3 +537,75 @@ on_both_backends!(
     minted_tokens_are_accepted_by_the_server,
     binary_serves_with_and_without_auth,
 );
+
+/// JSON logs: every line of a call carries its trace id (the caller's, from
+/// `traceparent`), and `--metrics-listen` serves Prometheus metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_of_a_call_carry_its_trace_id() {
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("logs.sqlite3").display());
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let metrics_at = format!("127.0.0.1:{metrics_port}");
+    let mut server = Running::start(
+        dir.path(),
+        &url,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "partner_contacts=debug,warn",
+            "--metrics-listen",
+            &metrics_at,
+        ],
+    );
+    let mut c = server.client().await;
+    let mut request = tonic::Request::new(pb::GetContactsRequest {
+        name: PROD.to_owned(),
+        read_time: None,
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("header"),
+    );
+    expect_code(c.get_contacts(request).await, Code::NotFound);
+
+    let mut scrape = std::net::TcpStream::connect(&metrics_at).expect("metrics port");
+    std::io::Write::write_all(
+        &mut scrape,
+        b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+    )
+    .expect("scrape");
+    let mut scraped = String::new();
+    scrape.read_to_string(&mut scraped).expect("metrics");
+    assert!(
+        scraped.contains(
+            r#"grpc_server_handled_total{grpc_method="GetContacts",grpc_code="NOT_FOUND"} 1"#
+        ),
+        "{scraped}"
+    );
+
+    let stderr = server.stop();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_the_call: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["span"]["rpc.method"] == "GetContacts")
+        .collect();
+    assert!(
+        !of_the_call.is_empty(),
+        "no log line of the call in:\n{stderr}"
+    );
+    for line in of_the_call {
+        assert_eq!(line["span"]["trace_id"], TRACE_ID, "{line}");
+    }
+}

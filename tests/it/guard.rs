@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use partner_contacts::auth::Authenticator;
-use partner_contacts::domain::GatePolicy;
 use partner_contacts::pb;
 use partner_contacts::server::{GuardCounters, Limits, ServerSettings};
 use sqlx::Connection;
@@ -23,14 +21,10 @@ const NAME: &str = "partners/acme/environments/production/contactInfo";
 
 fn settings(limits: Limits, grace: Duration, counters: Arc<GuardCounters>) -> ServerSettings {
     ServerSettings {
-        policy: Arc::new(GatePolicy::builtin()),
-        auth: Arc::new(Authenticator::disabled()),
-        tls: None,
-        cache: Default::default(),
         shutdown_grace: grace,
         limits,
         counters,
-        metrics: None,
+        ..common::dev_settings()
     }
 }
 

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use partner_contacts::domain::GatePolicy;
 use partner_contacts::pb;
+use partner_contacts::server::ServerSettings;
+use partner_contacts::store::{CacheOptions, StoreOptions};
 use sqlx::Connection;
 
 use crate::api::{
@@ -129,4 +131,43 @@ async fn a_listener_that_lost_its_connection_resynchronises() {
     let third = save(&mut ca, emergency("third@example.com")).await;
     let took = until_visible(&mut cb, &third.etag, Duration::from_secs(2)).await;
     assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+/// `--change-feed ttl`: no NOTIFY is sent or listened for (databases and
+/// poolers without LISTEN/NOTIFY), and another replica's write is seen once
+/// the cache's time to live has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notifications_writes_are_seen_after_the_cache_ttl() {
+    let quiet = StoreOptions {
+        notify: false,
+        ..StoreOptions::default()
+    };
+    let store = common::store_with(Backend::Postgres, quiet.clone(), |u| u.to_owned()).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&store.url)
+        .await
+        .expect("listener");
+    listener
+        .listen(partner_contacts::store::changes::CHANNEL)
+        .await
+        .expect("listen");
+    let other = store.another_replica_with(&quiet).await;
+    let ttl = Duration::from_millis(400);
+    let settings = || ServerSettings {
+        cache: CacheOptions {
+            time_to_live: ttl,
+            ..CacheOptions::default()
+        },
+        ..common::dev_settings()
+    };
+    let a = TestServer::start_configured(store, settings()).await;
+    let b = TestServer::start_configured(other, settings()).await;
+    let (mut ca, mut cb) = (a.client.clone(), b.client.clone());
+    let first = save(&mut ca, emergency("first@example.com")).await;
+    assert_eq!(fetch(&mut cb, PROD).await, first);
+    let second = save(&mut ca, emergency("second@example.com")).await;
+    assert_eq!(fetch(&mut ca, PROD).await, second, "A reads its own write");
+    let took = until_visible(&mut cb, &second.etag, Duration::from_secs(3)).await;
+    assert!(took <= ttl + Duration::from_millis(300), "{took:?}");
+    let heard = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(heard.is_err(), "a notification was sent: {heard:?}");
 }

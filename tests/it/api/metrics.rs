@@ -2,8 +2,6 @@
 //! method and code, latency, calls in flight, cache and pool.
 use std::sync::Arc;
 
-use partner_contacts::auth::Authenticator;
-use partner_contacts::domain::GatePolicy;
 use partner_contacts::server::ServerSettings;
 use partner_contacts::telemetry::{self, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,14 +43,8 @@ async fn calls_cache_and_pool_are_measured(backend: Backend) {
     let server = TestServer::start_configured(
         crate::common::store(backend).await,
         ServerSettings {
-            policy: Arc::new(GatePolicy::builtin()),
-            auth: Arc::new(Authenticator::disabled()),
-            tls: None,
-            cache: Default::default(),
-            shutdown_grace: std::time::Duration::from_secs(5),
-            limits: Default::default(),
-            counters: Default::default(),
             metrics: Some(metrics),
+            ..crate::common::dev_settings()
         },
     )
     .await;

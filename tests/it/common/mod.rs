@@ -25,8 +25,12 @@ impl TestStore {
     /// A second store (its own pool) on the same database, as another
     /// replica would open it. The original cleans up.
     pub async fn another_replica(&self) -> TestStore {
+        self.another_replica_with(&StoreOptions::default()).await
+    }
+
+    pub async fn another_replica_with(&self, options: &StoreOptions) -> TestStore {
         TestStore {
-            store: store::open(&self.url, &StoreOptions::default())
+            store: store::open(&self.url, options)
                 .await
                 .expect("open another replica"),
             url: self.url.clone(),
@@ -193,6 +197,21 @@ pub async fn store_with(
     }
 }
 
+/// Development-mode settings (no identity, plaintext, built-in policy,
+/// default limits and cache), for a test to adjust.
+pub fn dev_settings() -> ServerSettings {
+    ServerSettings {
+        policy: Arc::new(GatePolicy::builtin()),
+        auth: Arc::new(Authenticator::disabled()),
+        tls: None,
+        cache: Default::default(),
+        shutdown_grace: Duration::from_secs(5),
+        limits: Default::default(),
+        counters: Default::default(),
+        metrics: None,
+    }
+}
+
 /// A server on 127.0.0.1:0 over a fresh store, with a connected client.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
@@ -217,13 +236,7 @@ impl TestServer {
             store,
             ServerSettings {
                 policy: Arc::new(policy),
-                auth: Arc::new(Authenticator::disabled()),
-                tls: None,
-                cache: Default::default(),
-                shutdown_grace: Duration::from_secs(5),
-                limits: Default::default(),
-                counters: Default::default(),
-                metrics: None,
+                ..dev_settings()
             },
         )
         .await
