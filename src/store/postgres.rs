@@ -149,7 +149,12 @@ impl PostgresStore {
     }
 
     pub async fn migrate(&self) -> Result<(), String> {
-        sqlx::migrate!("migrations/postgres")
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        // A release being rolled back (or an old replica restarting during a
+        // rollout) meets migrations newer than itself. Migrations only ever
+        // add (expand, then contract a release later), so it may serve.
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&self.pool)
             .await
             .map_err(|e| format!("PostgreSQL migration failed: {e}"))

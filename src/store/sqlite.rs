@@ -121,7 +121,12 @@ impl SqliteStore {
     }
 
     pub async fn migrate(&self) -> Result<(), String> {
-        sqlx::migrate!("migrations/sqlite")
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        // A release being rolled back (or an old replica restarting during a
+        // rollout) meets migrations newer than itself. Migrations only ever
+        // add (expand, then contract a release later), so it may serve.
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&self.pool)
             .await
             .map_err(|e| format!("SQLite migration failed: {e}"))
