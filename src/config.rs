@@ -91,6 +91,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PARTNER_CONTACTS_MAX_REQUEST_KIB", default_value_t = 256)]
     pub max_request_kib: usize,
 
+    /// Seconds after which a client connection is asked to reconnect
+    /// (HTTP/2 GOAWAY; calls and streams in flight finish), so clients
+    /// balancing over DNS spread onto new replicas. 0: never.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_MAX_CONNECTION_AGE_SECONDS",
+        default_value_t = 0
+    )]
+    pub max_connection_age_seconds: u64,
+
     /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP).
     /// Off unless set.
     #[arg(long, env = "PARTNER_CONTACTS_METRICS_LISTEN")]
@@ -126,6 +136,8 @@ impl Cli {
             max_concurrent_calls: self.serve.max_concurrent_calls.max(1),
             default_deadline: Duration::from_millis(self.serve.default_deadline_ms),
             max_request_bytes: self.serve.max_request_kib.max(1).saturating_mul(1024),
+            max_connection_age: (self.serve.max_connection_age_seconds > 0)
+                .then(|| Duration::from_secs(self.serve.max_connection_age_seconds)),
         };
         let db = self.database.store_options();
         for (name, value) in [

@@ -27,6 +27,10 @@ pub struct Limits {
     pub default_deadline: Duration,
     /// The largest request message accepted (decoded size).
     pub max_request_bytes: usize,
+    /// Connections older than this are asked to go away (GOAWAY; calls and
+    /// streams in flight finish), so that clients balancing over DNS
+    /// re-resolve and spread over new replicas. `None`: connections live on.
+    pub max_connection_age: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -35,16 +39,19 @@ impl Default for Limits {
             max_concurrent_calls: 512,
             default_deadline: Duration::from_secs(10),
             max_request_bytes: 256 * 1024,
+            max_connection_age: None,
         }
     }
 }
 
-/// Calls the guard turned away, by reason; for logs, metrics and tests.
+/// Calls the guard turned away, by reason, and connections accepted; for
+/// metrics and tests.
 #[derive(Debug, Default)]
 pub struct GuardCounters {
     pub shed: AtomicU64,
     pub deadline_exceeded: AtomicU64,
     pub too_large: AtomicU64,
+    pub connections: AtomicU64,
 }
 
 /// Our deadline fires this much before the caller's, so the caller is told

@@ -120,7 +120,16 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
 
-    let mut builder = Server::builder();
+    // Keepalive pings find connections whose client vanished without a FIN
+    // (a pod killed, a NAT timing out), so their calls and streams end.
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(age) = settings.limits.max_connection_age {
+        // No max_connection_age_grace: with it, tonic 0.14 skips the GOAWAY
+        // at `age` and closes the connection hard at `age + grace`.
+        builder = builder.max_connection_age(age);
+    }
     if let Some(tls) = settings.tls.clone() {
         builder = builder
             .tls_config(tls)
@@ -131,7 +140,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
-        .serve_with_incoming_shutdown(incoming(listener), signalled);
+        .serve_with_incoming_shutdown(incoming(listener, settings.counters.clone()), signalled);
 
     let grace = settings.shutdown_grace;
     let mut stop_rx = stop_rx;
@@ -156,9 +165,13 @@ pub async fn serve(
 /// Linux) before their last bytes leave.
 fn incoming(
     listener: TcpListener,
+    counters: Arc<GuardCounters>,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    TcpListenerStream::new(listener).map(|accepted| {
+    TcpListenerStream::new(listener).map(move |accepted| {
         let stream = accepted?;
+        counters
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = stream.set_nodelay(true) {
             // Still a working connection, only a slower one.
             tracing::warn!(error = %e, "cannot disable Nagle's algorithm on a connection");
@@ -253,7 +266,7 @@ mod tests {
     async fn accepted_connections_do_not_delay_small_writes() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let mut accepted = Box::pin(incoming(listener));
+        let mut accepted = Box::pin(incoming(listener, Default::default()));
         let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let server_side = accepted
             .next()

@@ -406,3 +406,24 @@ async fn shutdown_ends_within_the_grace_period_when_a_call_hangs() {
     assert!(outcome.is_err(), "a call cut by the grace period is not OK");
     lock.release().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_connections_are_asked_to_reconnect() {
+    let counters = Arc::new(GuardCounters::default());
+    let limits = Limits {
+        max_connection_age: Some(Duration::from_millis(500)),
+        ..Limits::default()
+    };
+    let server = TestServer::start_configured(
+        common::store(Backend::Sqlite).await,
+        settings(limits, Duration::from_secs(5), counters.clone()),
+    )
+    .await;
+    let mut client = server.client.clone();
+    client.get_contacts(get()).await.expect_err("nothing saved");
+    assert_eq!(counters.connections.load(Ordering::Relaxed), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The channel was told to go away and reconnects by itself.
+    client.get_contacts(get()).await.expect_err("nothing saved");
+    assert_eq!(counters.connections.load(Ordering::Relaxed), 2);
+}
