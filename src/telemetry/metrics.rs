@@ -145,6 +145,12 @@ impl Collector for SourcesCollector {
             "Requests refused for their size.",
             g.too_large.load(Relaxed),
         )?;
+        counter(
+            &mut e,
+            "partner_contacts_connections_accepted",
+            "Client connections accepted.",
+            g.connections.load(Relaxed),
+        )?;
         Ok(())
     }
 }
