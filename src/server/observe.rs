@@ -118,11 +118,15 @@ where
             partner = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
-        let caller = crate::telemetry::otel::caller_context(request.headers());
-        // Without an exporter there is no OpenTelemetry layer and this does
-        // nothing; the trace id below still follows the caller's.
-        let _ = span.set_parent(caller.clone());
-        span.record("trace_id", trace_id(&span, &caller).as_str());
+        // Nothing to fill in when neither logs nor traces want the span (a
+        // quiet log level without an exporter): the hot path stays cheap.
+        if !span.is_disabled() {
+            let caller = crate::telemetry::otel::caller_context(request.headers());
+            // Without an exporter there is no OpenTelemetry layer and this
+            // does nothing; the trace id below still follows the caller's.
+            let _ = span.set_parent(caller.clone());
+            span.record("trace_id", trace_id(&span, &caller).as_str());
+        }
         let metrics = self.metrics.clone();
         if let Some(m) = &metrics {
             m.call_started();
