@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks on the rendered Kubernetes manifests and the Dockerfile that a JSON
 schema cannot express: the shutdown timing, probes, hardening, selectors, the
-database connection budget, environment variable names, and copies that must
-not drift. Run by .ci/validate-deploy with the tools venv's Python (PyYAML).
+database connection budget, environment variable names and values, the
+metrics port, memory against the cache budget, and copies that must not
+drift. Run by .ci/validate-deploy with the tools venv's Python (PyYAML).
 
 usage: deploy_checks.py REPO_ROOT RENDERED.yaml...
 Each RENDERED file is one `kubectl kustomize` output; its name (without
@@ -20,8 +21,44 @@ API_SERVICE = "partnerportal.contacts.v1.ContactsService"
 GRPC_PORT = 50051
 # PostgreSQL's default max_connections (100) minus superuser_reserved_connections (3).
 CONNECTION_BUDGET = int(os.environ.get("PG_CONNECTION_BUDGET", "97"))
-# Connections the migration Job may open (its PARTNER_CONTACTS_DB_MAX_CONNECTIONS).
-JOB_CONNECTIONS = 2
+# The binary's defaults (src/config.rs), for variables the manifests leave unset.
+DEFAULT_POOL = 16
+DEFAULT_DEADLINE_MS = 10_000
+DEFAULT_ACQUIRE_TIMEOUT_MS = 3000
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
+DEFAULT_CACHE_MB = 64
+CHANGE_FEEDS = ("notify", "ttl")
+METRICS_PATH = "/metrics"
+# Resident memory of a replica besides its cache (bench/run: RSS 123 MB after
+# the 1 000 000-partner run with the 64 MB cache full). The memory request must
+# be at least REQUEST_HEADROOM x (cache + this), the limit LIMIT_HEADROOM x.
+PROCESS_MIB = 60
+REQUEST_HEADROOM = 1.25
+LIMIT_HEADROOM = 1.5
+# OpenTelemetry's standard variables that the pinned SDK (opentelemetry_sdk and
+# opentelemetry-otlp 0.33, traces over gRPC) reads itself, besides the OTEL_*
+# names src/telemetry/otel.rs reads: the pod may set them although src/ never
+# names them.
+OTEL_SDK_ENV = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
+}
 
 failures: list[str] = []
 
@@ -45,11 +82,47 @@ def matches(selector: dict, labels: dict) -> bool:
 
 
 def known_env_names(root: Path) -> set[str]:
-    """Every `env = "..."` of the clap configuration (read, never built)."""
-    names = set()
+    """Every `env = "..."` of the clap configuration, every "OTEL_..." string
+    src/ reads itself, and the OpenTelemetry SDK's own variables (read, never
+    built)."""
+    names = set(OTEL_SDK_ENV)
     for path in (root / "src").rglob("*.rs"):
-        names.update(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', path.read_text()))
+        text = path.read_text()
+        names.update(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', text))
+        names.update(re.findall(r'"(OTEL_[A-Z0-9_]+)"', text))
     return names
+
+
+def mebibytes(quantity) -> float:
+    """A Kubernetes memory quantity (128Mi, 1Gi, 200M, 134217728) in MiB."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(quantity))
+    if not m:
+        raise ValueError(f"memory quantity {quantity!r}")
+    factor = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+              "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m[2]]
+    return float(m[1]) * factor / 2**20
+
+
+def pod_env(objs: list[dict], container: dict, where: str, env_names: set[str]) -> dict:
+    """The environment a container gets: its envFrom ConfigMaps, then its env."""
+    env = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        if ref is None:
+            continue  # Secrets: DATABASE_URL only, not rendered here.
+        cm = one(objs, "ConfigMap", ref["name"])
+        if cm is None:
+            fail(where, f"envFrom names ConfigMap {ref['name']}, which is not rendered")
+            continue
+        for k, v in cm.get("data", {}).items():
+            if k not in env_names:
+                fail(where, f"ConfigMap {ref['name']} sets {k}, which src/ does not read (typo, or not implemented yet)")
+            env[k] = v
+    for e in container.get("env", []):
+        env[e["name"]] = e.get("value")
+        if e["name"] not in env_names:
+            fail(where, f"container {container['name']} env {e['name']} is not read by src/")
+    return env
 
 
 def check_overlay(root: Path, name: str, objs: list[dict], env_names: set[str]) -> None:
@@ -67,18 +140,60 @@ def check_overlay(root: Path, name: str, objs: list[dict], env_names: set[str]) 
         return
 
     # Environment: every name the pod gets must be one the binary reads.
-    env_cm = one(objs, "ConfigMap", "partner-contacts-env")
-    if env_cm is None:
+    if one(objs, "ConfigMap", "partner-contacts-env") is None:
         fail(w, "no ConfigMap partner-contacts-env")
         return
-    env = dict(env_cm.get("data", {}))
-    for k in env:
-        if k not in env_names:
-            fail(w, f"ConfigMap partner-contacts-env sets {k}, which src/ does not read (typo, or not implemented yet)")
-    for e in c.get("env", []):
-        env[e["name"]] = e.get("value")
-        if e["name"] not in env_names:
-            fail(w, f"container env {e['name']} is not read by src/")
+    env = pod_env(objs, c, w, env_names)
+
+    # Values the server checks at start, checked here before a rollout.
+    deadline = int(env.get("PARTNER_CONTACTS_DEFAULT_DEADLINE_MS", DEFAULT_DEADLINE_MS))
+    for var, default in (("PARTNER_CONTACTS_DB_ACQUIRE_TIMEOUT_MS", DEFAULT_ACQUIRE_TIMEOUT_MS),
+                         ("PARTNER_CONTACTS_DB_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS)):
+        if not int(env.get(var, default)) < deadline:
+            fail(w, f"{var} ({env.get(var, default)}) must be below PARTNER_CONTACTS_DEFAULT_DEADLINE_MS ({deadline}): the server refuses to start")
+    feed = env.get("PARTNER_CONTACTS_CHANGE_FEED", "notify")
+    if feed not in CHANGE_FEEDS:
+        fail(w, f"PARTNER_CONTACTS_CHANGE_FEED {feed!r} is not one of {', '.join(CHANGE_FEEDS)}")
+
+    # Metrics: the listener, the container port "metrics" and the scrape
+    # annotations name the same port.
+    metrics_listen = env.get("PARTNER_CONTACTS_METRICS_LISTEN")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    annotations = pod["metadata"].get("annotations", {})
+    if metrics_listen:
+        listen_port = int(metrics_listen.rsplit(":", 1)[-1])
+        if metrics_listen.startswith("127.") or metrics_listen.startswith("[::1]"):
+            fail(w, f"PARTNER_CONTACTS_METRICS_LISTEN {metrics_listen} is loopback: nothing outside the pod can scrape it")
+        if listen_port == GRPC_PORT:
+            fail(w, f"PARTNER_CONTACTS_METRICS_LISTEN must not use the gRPC port {GRPC_PORT}")
+        if ports.get("metrics") != listen_port:
+            fail(w, f"container port 'metrics' ({ports.get('metrics')}) is not PARTNER_CONTACTS_METRICS_LISTEN's port {listen_port}")
+        if annotations.get("prometheus.io/scrape") == "true":
+            if annotations.get("prometheus.io/port") != str(listen_port):
+                fail(w, f"annotation prometheus.io/port {annotations.get('prometheus.io/port')!r} is not the metrics port {listen_port}")
+            if annotations.get("prometheus.io/path", METRICS_PATH) != METRICS_PATH:
+                fail(w, f"annotation prometheus.io/path must be {METRICS_PATH}")
+        else:
+            print(f"  {w}: metrics on {metrics_listen} without prometheus.io/scrape (a PodMonitor, then)")
+    elif "metrics" in ports or annotations.get("prometheus.io/scrape") == "true":
+        fail(w, "a metrics port or scrape annotation, but PARTNER_CONTACTS_METRICS_LISTEN is not set (metrics are off)")
+
+    # Memory: the cache is bounded by PARTNER_CONTACTS_CACHE_MAX_MB, the rest of
+    # the process by about PROCESS_MIB, whatever the number of partners.
+    cache = int(env.get("PARTNER_CONTACTS_CACHE_MAX_MB", DEFAULT_CACHE_MB))
+    res = c.get("resources", {})
+    try:
+        request = mebibytes(res.get("requests", {}).get("memory", 0))
+        limit = mebibytes(res.get("limits", {}).get("memory", 0))
+    except ValueError as e:
+        fail(w, str(e))
+    else:
+        expected = cache + PROCESS_MIB
+        if request < REQUEST_HEADROOM * expected or limit < LIMIT_HEADROOM * expected:
+            fail(w, f"memory request {request:.0f} Mi / limit {limit:.0f} Mi too small for a {cache} MB cache: "
+                    f"need >= {REQUEST_HEADROOM} / {LIMIT_HEADROOM} x ({cache} + {PROCESS_MIB}) Mi")
+        else:
+            print(f"  {w}: memory: cache {cache} MB + process ~{PROCESS_MIB} Mi = ~{expected} Mi; request {request:.0f} Mi, limit {limit:.0f} Mi")
 
     # Shutdown timing: preStop sleep + drain < terminationGracePeriodSeconds.
     tgps = spec.get("terminationGracePeriodSeconds", 30)
@@ -114,6 +229,7 @@ def check_overlay(root: Path, name: str, objs: list[dict], env_names: set[str]) 
     # Hardening, for every pod template (Deployment and Job).
     templates = [("Deployment/partner-contacts", pod)]
     job = one(objs, "Job", "partner-contacts-migrate")
+    job_pool = DEFAULT_POOL
     if job is None:
         fail(w, "no migration Job partner-contacts-migrate")
     else:
@@ -123,10 +239,14 @@ def check_overlay(root: Path, name: str, objs: list[dict], env_names: set[str]) 
             fail(w, "the migration Job must run `partner-contacts migrate`")
         if jc.get("image") != c.get("image"):
             fail(w, f"the migration Job runs {jc.get('image')}, the Deployment {c.get('image')}")
-        if any(e["name"] not in env_names for e in jc.get("env", [])):
-            fail(w, "the migration Job sets an environment variable src/ does not read")
-        if any(e["name"] == "PARTNER_CONTACTS_LISTEN" for e in jc.get("env", [])) or jc.get("envFrom"):
-            fail(w, "the migration Job must not get PARTNER_CONTACTS_LISTEN (no auth config => loopback only, even for migrate)")
+        # `migrate` skips the auth-config and loopback checks, so the Job may
+        # get the Deployment's environment; whatever it gets must be read.
+        job_env = pod_env(objs, jc, f"{w}: migration Job", env_names)
+        if not any(e.get("name") == "DATABASE_URL" for e in jc.get("env", [])) and not any(
+            "secretRef" in s for s in jc.get("envFrom", [])
+        ):
+            fail(w, "the migration Job gets no DATABASE_URL (it would migrate an SQLite file in the pod)")
+        job_pool = int(job_env.get("PARTNER_CONTACTS_DB_MAX_CONNECTIONS", DEFAULT_POOL))
     for where, tpl in templates:
         ps = tpl["spec"]
         psc = ps.get("securityContext", {})
@@ -195,13 +315,14 @@ def check_overlay(root: Path, name: str, objs: list[dict], env_names: set[str]) 
     if strategy.get("maxUnavailable", 1) != 0:
         fail(w, "rolling update must keep capacity: maxUnavailable 0")
     surge = int(strategy.get("maxSurge", 1))
-    pool = int(env.get("PARTNER_CONTACTS_DB_MAX_CONNECTIONS", "16"))
-    # During a rollout: maxReplicas + surge + one replica still draining.
-    need = (hi + surge + 1) * pool + JOB_CONNECTIONS
+    pool = int(env.get("PARTNER_CONTACTS_DB_MAX_CONNECTIONS", DEFAULT_POOL))
+    # During a rollout: maxReplicas + surge + one replica still draining, and
+    # the migration Job.
+    need = (hi + surge + 1) * pool + job_pool
     if need > CONNECTION_BUDGET:
-        fail(w, f"database connections: ({hi} + {surge} + 1) x {pool} + {JOB_CONNECTIONS} = {need} > budget {CONNECTION_BUDGET}")
+        fail(w, f"database connections: ({hi} + {surge} + 1) x {pool} + {job_pool} (Job) = {need} > budget {CONNECTION_BUDGET}")
     else:
-        print(f"  {w}: database connections at most ({hi} + {surge} + 1) x {pool} + {JOB_CONNECTIONS} = {need} <= {CONNECTION_BUDGET}")
+        print(f"  {w}: database connections at most ({hi} + {surge} + 1) x {pool} + {job_pool} (Job) = {need} <= {CONNECTION_BUDGET}")
 
     # The gate policy ConfigMap is a copy of deploy/gate-policy.toml.
     policy = one(objs, "ConfigMap", "partner-contacts-gate-policy")
