@@ -67,6 +67,8 @@ pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) ->
                 }
             }
             // Wait for something that may have changed this resource.
+            let expired = tokio::time::sleep(store.time_to_live());
+            tokio::pin!(expired);
             loop {
                 tokio::select! {
                     _ = draining.wait_for(|d| *d) => {
@@ -78,6 +80,10 @@ pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) ->
                         return;
                     }
                     () = tx.closed() => return,
+                    // Without change notifications (`--change-feed ttl`)
+                    // another replica's write shows up only when the cached
+                    // entry expires: look again then.
+                    () = &mut expired => break,
                     change = changes.recv() => match change {
                         Ok(Change::ContactInfo { name: changed, revision })
                             if changed == name && revision > sent_revision => break,

@@ -100,6 +100,9 @@ pub struct CachedStore {
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
+    /// How long an entry may be served; also how often a watch re-reads
+    /// when no change notification woke it (`--change-feed ttl`).
+    time_to_live: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
     /// Calls this cache has passed to the database and not yet had back.
@@ -126,6 +129,7 @@ impl CachedStore {
                 .build_with_hasher(Hasher::default()),
             epoch: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
+            time_to_live: options.time_to_live,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -148,6 +152,12 @@ impl CachedStore {
             }
         });
         store
+    }
+
+    /// The cache's time to live: the longest another replica's write may go
+    /// unseen here when no notification carries it.
+    pub fn time_to_live(&self) -> Duration {
+        self.time_to_live
     }
 
     /// Health's verdict on the database (see `reachable`).

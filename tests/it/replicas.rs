@@ -164,10 +164,24 @@ async fn without_notifications_writes_are_seen_after_the_cache_ttl() {
     let (mut ca, mut cb) = (a.client.clone(), b.client.clone());
     let first = save(&mut ca, emergency("first@example.com")).await;
     assert_eq!(fetch(&mut cb, PROD).await, first);
+    let mut watching = cb
+        .watch_contacts(pb::WatchContactsRequest { name: PROD.into() })
+        .await
+        .expect("watch on B")
+        .into_inner();
+    let current = watching.message().await.expect("state").expect("open");
+    assert_eq!(current.contact_info.as_ref(), Some(&first));
     let second = save(&mut ca, emergency("second@example.com")).await;
     assert_eq!(fetch(&mut ca, PROD).await, second, "A reads its own write");
     let took = until_visible(&mut cb, &second.etag, Duration::from_secs(3)).await;
     assert!(took <= ttl + Duration::from_millis(300), "{took:?}");
+    // A watch on B follows A's write too, once B's entry has expired.
+    let next = tokio::time::timeout(Duration::from_secs(3), watching.message())
+        .await
+        .expect("the watch on B sees A's write")
+        .expect("state")
+        .expect("open");
+    assert_eq!(next.contact_info, Some(second));
     let heard = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
     assert!(heard.is_err(), "a notification was sent: {heard:?}");
 }
