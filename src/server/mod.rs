@@ -25,8 +25,10 @@ use crate::store::{CacheOptions, CachedStore, ContactStore, DynStore, REQUEST_ID
 pub const SERVICE_NAME: &str = "partnerportal.contacts.v1.ContactsService";
 
 /// How often health re-checks that the store answers: also how soon after
-/// the database returns the service is SERVING and calls go to it again.
-const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// the database returns the service is SERVING and calls go to it again,
+/// and how long calls may wait out the pool's acquire timeout before they
+/// fail at once.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// A ping slower than this counts as the database being unreachable (a
 /// network that drops packets never refuses anything).
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);

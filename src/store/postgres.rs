@@ -37,7 +37,16 @@ pub struct PostgresStore {
     /// Whether writes NOTIFY and a listener follows the others' (see
     /// `StoreOptions::notify`).
     notify: bool,
+    /// Health's own connection, outside the pool: a busy pool must not read
+    /// as an outage, and a refused connection must read as one at once
+    /// (the pool retries refused connections until its acquire timeout).
+    probe: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    connect_options: PgConnectOptions,
 }
+
+/// A ping slower than this counts as the database being unreachable (a
+/// network that drops packets never refuses anything).
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long after its call's deadline PostgreSQL stops a write's statement.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
@@ -133,7 +142,7 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
         Ok(Self {
@@ -141,6 +150,8 @@ impl PostgresStore {
             listener_reconnects: Arc::default(),
             statement_timeout: options.statement_timeout,
             notify: options.notify,
+            probe: Arc::default(),
+            connect_options: connect,
         })
     }
 
@@ -475,11 +486,35 @@ impl ContactStore for PostgresStore {
 
     #[instrument(skip(self), err(level = "debug"))]
     async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| to_error(&e, "ping"))
+        let mut probe = self.probe.lock().await;
+        let options = &self.connect_options;
+        let pinged = tokio::time::timeout(PING_TIMEOUT, async {
+            if probe.is_none() {
+                let conn = <PgConnection as sqlx::Connection>::connect_with(options)
+                    .await
+                    .map_err(|e| to_error(&e, "connect health probe"))?;
+                *probe = Some(conn);
+            }
+            let Some(conn) = probe.as_mut() else {
+                return Err(super::internal("health probe connection missing"));
+            };
+            sqlx::query("SELECT 1")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| to_error(&e, "ping"))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Unavailable {
+                detail: "the database did not answer a ping within 1 s".to_owned(),
+            })
+        });
+        if pinged.is_err() {
+            // A broken or stuck connection is replaced on the next probe.
+            *probe = None;
+        }
+        pinged
     }
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]

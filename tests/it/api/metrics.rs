@@ -104,7 +104,10 @@ async fn calls_cache_and_pool_are_measured(backend: Backend) {
         0.0
     );
     assert_eq!(sample(&body, "partner_contacts_calls_shed_total"), 0.0);
-    assert_eq!(sample(&body, "partner_contacts_connections_accepted_total"), 1.0);
+    assert_eq!(
+        sample(&body, "partner_contacts_connections_accepted_total"),
+        1.0
+    );
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
 }
 
