@@ -839,7 +839,10 @@ async fn no_canary_reaches_telemetry(backend: Backend) {
         "UpdatePortalUserRole",
         "RevokePortalAccess",
     ] {
-        assert!(text.contains(&format!("rpc=\"{rpc}\"")), "no span of {rpc}");
+        assert!(
+            text.contains(&format!("rpc.method=\"{rpc}\"")),
+            "no span of {rpc}"
+        );
     }
     let store_target = match backend {
         Backend::Sqlite => "partner_contacts::store::sqlite",

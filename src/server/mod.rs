@@ -196,13 +196,18 @@ struct Health {
 /// database's reachability.
 async fn probe_store(store: Arc<CachedStore>, health: Arc<tokio::sync::Mutex<Health>>) {
     let mut last = None;
+    let mut failures = 0u32;
     loop {
-        let reachable = matches!(
+        let answered = matches!(
             tokio::time::timeout(STORE_PROBE_TIMEOUT, store.ping()).await,
             Ok(Ok(()))
         );
+        failures = if answered { 0 } else { failures + 1 };
+        // One slow or failed ping may be a hiccup (a loaded machine, a
+        // database checkpoint); two in a row, 250 ms apart, are an outage.
+        let reachable = failures < 2;
         store.set_reachable(reachable);
-        let status = if reachable {
+        let status = if answered || (reachable && last == Some(ServingStatus::Serving)) {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
