@@ -22,10 +22,15 @@
 //!   and the rate.
 //! - `wait-serving`: polls `grpc.health.v1.Health/Check` every `--poll-ms`
 //!   until SERVING; prints the time since `--since-ns` (Unix epoch ns).
+//! - `fault-steady`, `health-watch`, `fault-verify`, `overload`, `drain`:
+//!   the fault test, `bench/faults`; see `faults.rs` and `bench/FAULTS.md`.
 //!
-//! Exit status: 0 when every call succeeded, 2 when any failed (or nothing
+//! Exit status (the fault modes: 0 when they ran; the script judges their
+//! `RESULT` lines): 0 when every call succeeded, 2 when any failed (or nothing
 //! was measured, or the server never became SERVING), 1 on a usage or
 //! connection error.
+mod faults;
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,6 +66,17 @@ enum Rpc {
     Warm,
     /// Wait until the server reports SERVING; print the time since --since-ns.
     WaitServing,
+    /// Fault test: open-loop mixed load with request ids and deadlines,
+    /// every call recorded to --calls.
+    FaultSteady,
+    /// Fault test: Health/Check every --poll-ms, transitions and latencies.
+    HealthWatch,
+    /// Fault test: acknowledged writes against the history, retries.
+    FaultVerify,
+    /// Fault test: --concurrency closed-loop calls against the call limit.
+    Overload,
+    /// Fault test: SIGTERM with calls in flight and a stream open.
+    Drain,
 }
 
 #[derive(Parser, Debug)]
@@ -108,6 +124,8 @@ struct Args {
     poll_ms: u64,
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
+    #[command(flatten)]
+    faults: faults::FaultArgs,
 }
 
 /// splitmix64: fast, good enough to pick partners uniformly.
@@ -269,7 +287,14 @@ async fn one_call(
                 "update did not return what was saved",
             )
         }
-        Rpc::Staleness | Rpc::WaitServing | Rpc::Warm => unreachable!("not a load mode"),
+        Rpc::Staleness
+        | Rpc::WaitServing
+        | Rpc::Warm
+        | Rpc::FaultSteady
+        | Rpc::HealthWatch
+        | Rpc::FaultVerify
+        | Rpc::Overload
+        | Rpc::Drain => unreachable!("not a load mode"),
     }
 }
 
@@ -625,7 +650,14 @@ fn main() -> ExitCode {
             Rpc::Staleness => staleness(&args).await,
             Rpc::WaitServing => wait_serving(&args).await,
             Rpc::Warm => warm(&args).await,
-            _ => closed_loop(&args).await,
+            Rpc::FaultSteady => faults::steady(&args).await,
+            Rpc::HealthWatch => faults::health_watch(&args).await,
+            Rpc::FaultVerify => faults::verify(&args).await,
+            Rpc::Overload => faults::overload(&args).await,
+            Rpc::Drain => faults::drain(&args).await,
+            Rpc::Health | Rpc::Get | Rpc::Gate | Rpc::Resolve | Rpc::Update => {
+                closed_loop(&args).await
+            }
         }
     });
     match outcome {
