@@ -107,7 +107,7 @@ pub fn to_status(error: Error) -> Status {
             ErrorDetails::with_error_info("ETAG_MISMATCH", ERROR_DOMAIN, HashMap::new()),
         ),
         Error::Unavailable { detail } => {
-            tracing::warn!(%detail, "store unavailable");
+            warn_unavailable(&detail);
             Status::with_error_details(
                 Code::Unavailable,
                 "the contact store is unavailable; retry with backoff",
@@ -122,6 +122,30 @@ pub fn to_status(error: Error) -> Status {
                 ErrorDetails::with_error_info("INTERNAL", ERROR_DOMAIN, HashMap::new()),
             )
         }
+    }
+}
+
+/// At most one WARN line a second for an unreachable store, with how many
+/// calls since then failed the same way: during an outage every call fails
+/// alike, and a line per call would bury everything else.
+fn warn_unavailable(detail: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static SINCE: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_SECOND.load(Ordering::Relaxed);
+    if now > last
+        && LAST_SECOND
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let also = SINCE.swap(0, Ordering::Relaxed);
+        tracing::warn!(%detail, failed_alike_since_last_line = also, "store unavailable");
+    } else {
+        SINCE.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%detail, "store unavailable");
     }
 }
 

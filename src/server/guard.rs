@@ -54,10 +54,16 @@ pub struct GuardCounters {
     pub connections: AtomicU64,
 }
 
-/// Our deadline fires this much before the caller's, so the caller is told
-/// DEADLINE_EXCEEDED by us rather than CANCELLED by tonic's own timer for
-/// the same header.
-const AHEAD_OF_CALLER: Duration = Duration::from_millis(2);
+/// Our deadline fires this much before the caller's (a tenth of short
+/// ones), so that our DEADLINE_EXCEEDED reaches the caller before its own
+/// timer fires: the caller's clock started before the request crossed the
+/// network and waited for a loaded core, and a tonic client reports its own
+/// expiry as CANCELLED.
+const AHEAD_OF_CALLER: Duration = Duration::from_millis(20);
+
+fn ahead_of_caller(timeout: Duration) -> Duration {
+    timeout.saturating_sub(AHEAD_OF_CALLER.min(timeout / 10))
+}
 
 const STREAMING_METHODS: &[&str] = &["/partnerportal.contacts.v1.ContactsService/WatchContacts"];
 
@@ -134,14 +140,16 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(deadline::parse_grpc_timeout);
         let budget = match caller {
-            Some(t) => t.saturating_sub(AHEAD_OF_CALLER),
+            Some(t) => ahead_of_caller(t),
             None => self.limits.default_deadline,
         };
+        // From the request's arrival, not from when the future is first
+        // polled: on a loaded core that can be much later.
+        let ends = Instant::now() + budget;
         let limit_kib = self.limits.max_request_bytes / 1024;
         let counters = self.counters.clone();
         Box::pin(async move {
             let _permit = permit;
-            let ends = Instant::now() + budget;
             let served =
                 tokio::time::timeout_at(ends.into(), deadline::scope(ends, inner.call(request)))
                     .await;
@@ -171,6 +179,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_deadlines_keep_most_of_their_time() {
+        assert_eq!(
+            ahead_of_caller(Duration::from_secs(2)),
+            Duration::from_millis(1980)
+        );
+        assert_eq!(
+            ahead_of_caller(Duration::from_millis(50)),
+            Duration::from_millis(45)
+        );
+        assert_eq!(ahead_of_caller(Duration::ZERO), Duration::ZERO);
+    }
 
     #[test]
     fn over_size_is_recognised_by_its_status_only() {

@@ -131,48 +131,55 @@ where
         if let Some(m) = &metrics {
             m.call_started();
         }
-        let started = Instant::now();
-        let served = inner.call(request).instrument(span.clone());
+        // Made before the call starts: if the caller goes away first and
+        // the future is dropped, its Drop still counts the call (CANCELLED).
+        let finish = Finish {
+            span: span.clone(),
+            metrics,
+            method,
+            started: Instant::now(),
+            code: None,
+        };
+        let served = inner.call(request).instrument(span);
         Box::pin(async move {
+            let mut finish = finish;
             let Ok(response) = served.await;
             // A trailers-only response (every error of ours) has its status
             // in the headers; otherwise it comes in the body's trailers.
-            let code = response
+            match response
                 .headers()
                 .get("grpc-status")
-                .map(|v| Code::from_bytes(v.as_bytes()));
-            let finish = Finish {
-                span,
-                metrics,
-                method,
-                started,
-            };
-            Ok(match code {
+                .map(|v| Code::from_bytes(v.as_bytes()))
+            {
                 Some(code) => {
-                    finish.done(code);
-                    response
+                    finish.code = Some(code);
+                    Ok(response)
                 }
-                None => response.map(|body| {
+                None => Ok(response.map(|body| {
                     Body::new(ObservedBody {
                         inner: body,
-                        code: None,
-                        finish: Some(finish),
+                        finish,
                     })
-                }),
-            })
+                })),
+            }
         })
     }
 }
 
+/// Records the call once, when the last part of it (the response future or
+/// the response body) is dropped: with the code seen, or CANCELLED when the
+/// caller went away before one was sent.
 struct Finish {
     span: tracing::Span,
     metrics: Option<Arc<Metrics>>,
     method: &'static str,
     started: Instant,
+    code: Option<Code>,
 }
 
-impl Finish {
-    fn done(self, code: Code) {
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(Code::Cancelled);
         self.span.record("rpc.grpc.status_code", code as i32);
         if is_server_error(code) {
             self.span.record("otel.status_code", "ERROR");
@@ -184,20 +191,10 @@ impl Finish {
     }
 }
 
-/// A response body that reports the call's status when its trailers pass,
-/// or CANCELLED when the caller went away first.
+/// A response body that notes the call's status when its trailers pass.
 struct ObservedBody {
     inner: Body,
-    code: Option<Code>,
-    finish: Option<Finish>,
-}
-
-impl ObservedBody {
-    fn done(&mut self, code: Code) {
-        if let Some(finish) = self.finish.take() {
-            finish.done(code);
-        }
-    }
+    finish: Finish,
 }
 
 impl http_body::Body for ObservedBody {
@@ -212,19 +209,19 @@ impl http_body::Body for ObservedBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    self.code = Some(
+                    self.finish.code = Some(
                         trailers
                             .get("grpc-status")
                             .map_or(Code::Unknown, |v| Code::from_bytes(v.as_bytes())),
                     );
                 }
             }
-            Poll::Ready(Some(Err(status))) => self.code = Some(status.code()),
-            Poll::Ready(None) => {
-                let code = self.code.unwrap_or(Code::Unknown);
-                self.done(code);
+            Poll::Ready(Some(Err(status))) => self.finish.code = Some(status.code()),
+            // Ended without trailers: nothing said it went well.
+            Poll::Ready(None) if self.finish.code.is_none() => {
+                self.finish.code = Some(Code::Unknown);
             }
-            Poll::Pending => {}
+            Poll::Ready(None) | Poll::Pending => {}
         }
         polled
     }
@@ -235,14 +232,6 @@ impl http_body::Body for ObservedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for ObservedBody {
-    fn drop(&mut self) {
-        // Trailers seen but the end not polled still counts as that code.
-        let code = self.code.unwrap_or(Code::Cancelled);
-        self.done(code);
     }
 }
 

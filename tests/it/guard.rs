@@ -427,3 +427,43 @@ async fn old_connections_are_asked_to_reconnect() {
     client.get_contacts(get()).await.expect_err("nothing saved");
     assert_eq!(counters.connections.load(Ordering::Relaxed), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_caller_abandons_is_still_counted() {
+    let metrics = Arc::new(partner_contacts::telemetry::Metrics::new());
+    let database = common::store(Backend::Postgres).await;
+    let server = TestServer::start_configured(
+        database.another_replica().await,
+        ServerSettings {
+            metrics: Some(metrics.clone()),
+            ..common::dev_settings()
+        },
+    )
+    .await;
+    let mut c = server.client.clone();
+    c.update_contacts(update("first@example.com"))
+        .await
+        .expect("first save");
+    let mut lock = RowLock::hold(&server.store.url).await;
+    let mut c = server.client.clone();
+    let call = tokio::spawn(async move { c.update_contacts(update("gone@example.com")).await });
+    lock.until_waiting(1).await;
+    // The caller gives up: its stream is reset and the server drops the call.
+    call.abort();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics.render().expect("render");
+        let cancelled = text.contains(
+            r#"grpc_server_handled_total{grpc_method="UpdateContacts",grpc_code="CANCELLED"} 1"#,
+        );
+        if cancelled && text.contains("grpc_server_in_flight 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the abandoned call was not counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lock.release().await;
+}
