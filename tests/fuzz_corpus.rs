@@ -1,7 +1,7 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/*`) through the fuzz
 //! harnesses on stable Rust, so every test run exercises them without
 //! nightly or cargo-fuzz. Also holds the generator of the seed files:
-//! `cargo test --test fuzz_corpus -- --ignored` rewrites them.
+//! `WRITE_SEED_CORPUS=1 cargo test --test fuzz_corpus` rewrites them.
 use std::path::{Path, PathBuf};
 
 use partner_contacts::api::convert::parse_update;
@@ -62,13 +62,16 @@ fn resource_name_corpus_replays() {
 /// accepted or refused as its name says.
 #[test]
 fn seeds_are_current_and_mean_what_they_say() {
+    if std::env::var_os("WRITE_SEED_CORPUS").is_some() {
+        write_seed_corpus();
+    }
     for (file, req, valid) in update_seeds() {
         assert_eq!(parse_update(&req).is_ok(), valid, "{file}");
         let path = corpus_dir("update_request").join(file);
         let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(
             committed == req.encode_to_vec(),
-            "{file} is stale: regenerate with `cargo test --test fuzz_corpus -- --ignored`"
+            "{file} is stale: regenerate with `WRITE_SEED_CORPUS=1 cargo test --test fuzz_corpus`"
         );
     }
     for (file, name) in name_seeds() {
@@ -78,17 +81,6 @@ fn seeds_are_current_and_mean_what_they_say() {
     }
 }
 
-#[test]
-#[ignore = "writes the seed corpus; run with --ignored to regenerate it"]
-fn write_seed_corpus() {
-    for (file, req, _) in update_seeds() {
-        std::fs::write(corpus_dir("update_request").join(file), req.encode_to_vec())
-            .expect("write seed");
-    }
-    for (file, name) in name_seeds() {
-        std::fs::write(corpus_dir("resource_name").join(file), name).expect("write seed");
-    }
-}
 
 const PROD: &str = "partners/acme/environments/production/contactInfo";
 const SANDBOX: &str = "partners/acme/environments/sandbox/contactInfo";
@@ -489,4 +481,15 @@ fn name_seeds() -> Vec<(&'static str, String)> {
     ];
     seeds.sort();
     seeds
+}
+
+/// Writes the seed files (then checked by the test that calls it).
+fn write_seed_corpus() {
+    for (file, req, _) in update_seeds() {
+        std::fs::write(corpus_dir("update_request").join(file), req.encode_to_vec())
+            .expect("write seed");
+    }
+    for (file, name) in name_seeds() {
+        std::fs::write(corpus_dir("resource_name").join(file), name).expect("write seed");
+    }
 }
