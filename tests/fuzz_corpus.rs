@@ -81,7 +81,6 @@ fn seeds_are_current_and_mean_what_they_say() {
     }
 }
 
-
 const PROD: &str = "partners/acme/environments/production/contactInfo";
 const SANDBOX: &str = "partners/acme/environments/sandbox/contactInfo";
 const WEEKDAYS: [DayOfWeek; 5] = [
