@@ -247,14 +247,8 @@ impl TestServer {
         Self::start_configured(
             store(backend).await,
             ServerSettings {
-                policy: Arc::new(GatePolicy::builtin()),
                 auth: Arc::new(auth),
-                tls: None,
-                cache: Default::default(),
-                shutdown_grace: Duration::from_secs(5),
-                limits: Default::default(),
-                counters: Default::default(),
-                metrics: None,
+                ..dev_settings()
             },
         )
         .await
