@@ -45,7 +45,9 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on.
+    /// Address and port to listen on. Port 0 picks a free port; the first
+    /// line printed on stdout ("partner-contacts listening on ADDR ...")
+    /// names the address bound.
     #[arg(
         long,
         env = "PARTNER_CONTACTS_LISTEN",
@@ -102,7 +104,8 @@ pub struct ServeArgs {
     pub max_connection_age_seconds: u64,
 
     /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP).
-    /// Off unless set.
+    /// Off unless set. Port 0 picks a free port; the first line printed on
+    /// stdout names the address bound.
     #[arg(long, env = "PARTNER_CONTACTS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 

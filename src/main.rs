@@ -75,22 +75,38 @@ async fn run(cli: Cli) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    // Bound before the first line is printed so that line can name both real
+    // addresses: with port 0 (tests, benchmarks) it is the only way to learn
+    // them without racing another process for a port picked in advance.
+    let metrics_listener = match cli.serve.metrics_listen {
+        None => None,
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+            Some((listener, bound))
+        }
+    };
     println!(
-        "partner-contacts listening on {addr} (gRPC, {}), store: {}, identity: {}",
+        "partner-contacts listening on {addr} (gRPC, {}), store: {}, identity: {}{}",
         if tls.is_some() { "TLS" } else { "plaintext" },
         store::describe_url(&url),
         if authenticator.is_enabled() {
             "required"
         } else {
             "none (development: every caller has full access)"
+        },
+        match &metrics_listener {
+            Some((_, at)) => format!(", metrics: http://{at}/metrics"),
+            None => String::new(),
         }
     );
-    let metrics = match cli.serve.metrics_listen {
+    let metrics = match metrics_listener {
         None => None,
-        Some(at) => {
-            let listener = tokio::net::TcpListener::bind(at)
-                .await
-                .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?;
+        Some((listener, at)) => {
             let metrics = Arc::new(telemetry::Metrics::new());
             tracing::info!(%at, "Prometheus metrics on http://{at}/metrics");
             let serving = metrics.clone();

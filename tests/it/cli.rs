@@ -545,11 +545,6 @@ async fn json_log_lines_of_a_call_carry_its_trace_id() {
     const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("logs.sqlite3").display());
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let metrics_at = format!("127.0.0.1:{metrics_port}");
     let mut server = Running::start(
         dir.path(),
         &url,
@@ -561,9 +556,16 @@ async fn json_log_lines_of_a_call_carry_its_trace_id() {
             "--log-level",
             "partner_contacts=debug,warn",
             "--metrics-listen",
-            &metrics_at,
+            "127.0.0.1:0",
         ],
     );
+    let metrics_at = server
+        .first_line
+        .split(", metrics: http://")
+        .nth(1)
+        .and_then(|rest| rest.trim_end().strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", server.first_line))
+        .to_owned();
     let mut c = server.client().await;
     let mut request = tonic::Request::new(pb::GetContactsRequest {
         name: PROD.to_owned(),
