@@ -93,6 +93,15 @@ def known_env_names(root: Path) -> set[str]:
     return names
 
 
+def liveness_service_name(root: Path) -> str:
+    """The health name src/server/mod.rs keeps SERVING whatever the database does."""
+    text = (root / "src/server/mod.rs").read_text()
+    m = re.search(r'pub const LIVENESS_SERVICE_NAME: &str = "([^"]+)";', text)
+    if not m:
+        raise SystemExit("src/server/mod.rs defines no LIVENESS_SERVICE_NAME")
+    return m.group(1)
+
+
 def mebibytes(quantity) -> float:
     """A Kubernetes memory quantity (128Mi, 1Gi, 200M, 134217728) in MiB."""
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(quantity))
@@ -215,12 +224,15 @@ def check_overlay(root: Path, name: str, objs: list[dict], env_names: set[str]) 
             continue
         if p["grpc"].get("port") != GRPC_PORT or p["grpc"].get("service") != API_SERVICE:
             fail(w, f"{probe} must check port {GRPC_PORT}, service {API_SERVICE}")
-    if "livenessProbe" not in c:
-        fail(w, "no livenessProbe")
-    elif c["livenessProbe"].get("grpc", {}).get("service") in ("", API_SERVICE) or (
-        "grpc" in c["livenessProbe"] and "service" not in c["livenessProbe"]["grpc"]
-    ):
-        fail(w, "livenessProbe must not use a health name that follows the database (restarts every replica in a database outage)")
+    live = c.get("livenessProbe", {}).get("grpc")
+    if live is None:
+        fail(w, "livenessProbe must be a native gRPC probe (a TCP check passes for a wedged process)")
+    elif live.get("port") != GRPC_PORT or live.get("service") != liveness_service_name(root):
+        fail(
+            w,
+            f"livenessProbe must check port {GRPC_PORT}, service {liveness_service_name(root)!r}: "
+            f"\"\" and {API_SERVICE} follow the database and would restart every replica in a database outage",
+        )
     if str(GRPC_PORT) not in env.get("PARTNER_CONTACTS_LISTEN", ""):
         fail(w, f"PARTNER_CONTACTS_LISTEN must listen on {GRPC_PORT}, where the probes are")
     if "PARTNER_CONTACTS_AUTH_CONFIG" not in env and not env.get("PARTNER_CONTACTS_LISTEN", "").startswith("127."):

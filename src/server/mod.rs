@@ -24,6 +24,15 @@ use crate::store::{CacheOptions, CachedStore, ContactStore, DynStore, REQUEST_ID
 /// The fully-qualified service name health reports on.
 pub const SERVICE_NAME: &str = "partnerportal.contacts.v1.ContactsService";
 
+/// A health name that reports only whether the process serves gRPC: SERVING
+/// whatever the database does, for as long as the server takes calls (from
+/// SIGTERM on it takes none, so it is not asked). For liveness probes: a
+/// probe on `""` or [`SERVICE_NAME`] would restart every replica in a
+/// database outage, throwing away caches that still answer reads, and a TCP
+/// probe cannot tell a wedged process from a live one (the kernel accepts
+/// connections for it).
+pub const LIVENESS_SERVICE_NAME: &str = "liveness";
+
 /// How often health re-checks that the store answers: also how soon after
 /// the database returns the service is SERVING and calls go to it again,
 /// and how long calls may wait out the pool's acquire timeout before they
@@ -66,6 +75,9 @@ pub async fn serve(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // tonic-health starts "" as SERVING; nothing is until the store answers.
     set_health(&reporter, ServingStatus::NotServing).await;
+    reporter
+        .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

@@ -13,9 +13,13 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use crate::common::{self, Backend, TcpProxy, TestServer};
 
 async fn health(server: &TestServer) -> i32 {
+    health_of(server, partner_contacts::server::SERVICE_NAME).await
+}
+
+async fn health_of(server: &TestServer, service: &str) -> i32 {
     HealthClient::new(server.channel.clone())
         .check(HealthCheckRequest {
-            service: partner_contacts::server::SERVICE_NAME.into(),
+            service: service.into(),
         })
         .await
         .map_or(-1, |r| r.into_inner().status)
@@ -99,6 +103,12 @@ async fn postgres_outage_is_unavailable_and_recovers() {
         assert!(Instant::now() < until, "health never reported NOT_SERVING");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Liveness probes must not restart a replica for its database's outage.
+    assert_eq!(
+        health_of(&server, partner_contacts::server::LIVENESS_SERVICE_NAME).await,
+        ServingStatus::Serving as i32,
+        "liveness follows the database"
+    );
     let asked = Instant::now();
     let fast = client
         .update_contacts(update_request())

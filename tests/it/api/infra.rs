@@ -24,7 +24,7 @@ async fn health_status(channel: &Channel, service: &str) -> Result<i32, Status> 
 
 async fn health_reports_serving(backend: Backend) {
     let server = TestServer::start(backend).await;
-    for service in ["", SERVICE] {
+    for service in ["", SERVICE, partner_contacts::server::LIVENESS_SERVICE_NAME] {
         // The first store probe flips it to SERVING right after start.
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
