@@ -1,6 +1,6 @@
 //! Property tests: valid contact fields survive domain -> proto (wire) ->
-//! validation unchanged, and domain -> SQLite store (JSON columns, revisions,
-//! recorded responses) -> domain unchanged.
+//! validation unchanged, and domain -> store (SQLite and PostgreSQL: JSON
+//! columns, revisions, recorded responses) -> domain unchanged.
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -12,10 +12,14 @@ use partner_contacts::domain::{
 };
 use partner_contacts::error::Error;
 use partner_contacts::pb;
-use partner_contacts::store::{self, DynStore, RequestKey};
+use partner_contacts::store::{DynStore, RequestKey};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use prost::Message;
+
+#[path = "it/common/mod.rs"]
+mod common;
+use common::Backend;
 
 const DAYS: [Weekday; 7] = [
     Weekday::Monday,
@@ -339,18 +343,13 @@ async fn store_case(
     Ok(())
 }
 
-/// Domain -> SQLite store -> domain, on a real database file.
-#[test]
-fn fields_survive_the_sqlite_store() {
+/// Domain -> store -> domain, on a fresh database of `backend`.
+fn fields_survive_the_store(backend: Backend) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite:{}", dir.path().join("x.sqlite3").display());
-    let store = runtime
-        .block_on(store::open(&url, &Default::default()))
-        .expect("open store");
+    let database = runtime.block_on(common::store(backend));
 
     let mut runner = TestRunner::new(Config {
         failure_persistence: None,
@@ -366,9 +365,19 @@ fn fields_survive_the_sqlite_store() {
     let result = runner.run(&strategy, |(first, second, mask)| {
         case.set(case.get() + 1);
         let mask: FieldSet = mask.into_iter().collect();
-        runtime.block_on(store_case(&store, case.get(), first, second, mask))
+        runtime.block_on(store_case(&database.store, case.get(), first, second, mask))
     });
     if let Err(e) = result {
-        panic!("{e}");
+        panic!("{backend:?}: {e}");
     }
+}
+
+#[test]
+fn fields_survive_the_sqlite_store() {
+    fields_survive_the_store(Backend::Sqlite);
+}
+
+#[test]
+fn fields_survive_the_postgres_store() {
+    fields_survive_the_store(Backend::Postgres);
 }
