@@ -447,18 +447,24 @@ fn print_by_code(mode: &str, groups: &BTreeMap<(String, String), Vec<u64>>) {
     }
 }
 
-pub async fn steady(args: &Args) -> Result<bool, String> {
-    let f = &args.faults;
-    let path = f.calls.clone().ok_or("fault-steady needs --calls FILE")?;
-    if args.partners == 0 {
-        return Err("--partners must be positive".to_owned());
-    }
+/// `--connections` clients (at least one), each on its own HTTP/2 connection.
+async fn contacts_clients(args: &Args) -> Result<Vec<ContactsServiceClient<Channel>>, String> {
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
         clients.push(ContactsServiceClient::new(
             connect(&args.addr, Duration::from_secs(5)).await?,
         ));
     }
+    Ok(clients)
+}
+
+pub async fn steady(args: &Args) -> Result<bool, String> {
+    let f = &args.faults;
+    let path = f.calls.clone().ok_or("fault-steady needs --calls FILE")?;
+    if args.partners == 0 {
+        return Err("--partners must be positive".to_owned());
+    }
+    let clients = contacts_clients(args).await?;
     let deadline = Duration::from_millis(f.deadline_ms);
     let samples: Samples = Arc::default();
     let seq = Arc::new(AtomicU64::new(0));
@@ -1089,12 +1095,7 @@ pub async fn overload(args: &Args) -> Result<bool, String> {
     if f.concurrency == 0 || args.partners == 0 {
         return Err("--concurrency and --partners must be positive".to_owned());
     }
-    let mut clients = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        clients.push(ContactsServiceClient::new(
-            connect(&args.addr, Duration::from_secs(5)).await?,
-        ));
-    }
+    let clients = contacts_clients(args).await?;
     let deadline = Duration::from_millis(f.deadline_ms);
     let samples: Samples = Arc::default();
     let measure_from = Instant::now() + Duration::from_secs_f64(args.warmup);
