@@ -1120,7 +1120,7 @@ pub async fn overload(args: &Args) -> Result<bool, String> {
                 let n = seq.fetch_add(1, Ordering::Relaxed);
                 let partner = rng.partner(partners);
                 let name = contact_info_name(&prefix, partner);
-                let (rpc, r) = if read_every > 0 && n % read_every == 0 {
+                let (rpc, r) = if read_every > 0 && n.is_multiple_of(read_every) {
                     let req = pb::GetContactsRequest {
                         name: name.clone(),
                         read_time: None,
@@ -1232,10 +1232,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rsplit_once(") ")
-                .map(|(_, rest)| rest.chars().next() == Some('Z'))
-        })
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
         .is_some_and(|zombie| !zombie)
 }
 
