@@ -43,7 +43,8 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     /// "postgres" or "sqlite", for logs.
     fn backend(&self) -> &'static str;
 
-    /// Cheap reachability check, for health.
+    /// Cheap reachability check, for health. Health bounds it with its own
+    /// timeout, so it must be safe to cancel at any await.
     async fn ping(&self) -> Result<(), Error>;
 
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error>;

@@ -44,10 +44,6 @@ pub struct PostgresStore {
     connect_options: PgConnectOptions,
 }
 
-/// A ping slower than this counts as the database being unreachable (a
-/// network that drops packets never refuses anything).
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// How long after its call's deadline PostgreSQL stops a write's statement.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
@@ -487,34 +483,21 @@ impl ContactStore for PostgresStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn ping(&self) -> Result<(), Error> {
         let mut probe = self.probe.lock().await;
-        let options = &self.connect_options;
-        let pinged = tokio::time::timeout(PING_TIMEOUT, async {
-            if probe.is_none() {
-                let conn = <PgConnection as sqlx::Connection>::connect_with(options)
-                    .await
-                    .map_err(|e| to_error(&e, "connect health probe"))?;
-                *probe = Some(conn);
-            }
-            let Some(conn) = probe.as_mut() else {
-                return Err(super::internal("health probe connection missing"));
-            };
-            sqlx::query("SELECT 1")
-                .execute(&mut *conn)
+        // Taken out while in use and put back only after a good answer, so
+        // a failed ping, or one cancelled by health's timeout while stuck,
+        // leaves no broken connection behind: the next probe opens another.
+        let mut conn = match probe.take() {
+            Some(conn) => conn,
+            None => <PgConnection as sqlx::Connection>::connect_with(&self.connect_options)
                 .await
-                .map(|_| ())
-                .map_err(|e| to_error(&e, "ping"))
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::Unavailable {
-                detail: "the database did not answer a ping within 1 s".to_owned(),
-            })
-        });
-        if pinged.is_err() {
-            // A broken or stuck connection is replaced on the next probe.
-            *probe = None;
-        }
-        pinged
+                .map_err(|e| to_error(&e, "connect health probe"))?,
+        };
+        sqlx::query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| to_error(&e, "ping"))?;
+        *probe = Some(conn);
+        Ok(())
     }
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
