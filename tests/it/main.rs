@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod cli;
 mod guard;
+mod hostile;
 mod migrations;
 mod mtls;
 mod outage;

@@ -1,0 +1,27 @@
+//! A contact (email, name, phone, language) and the validated newtypes it is made of.
+mod display_name;
+mod email;
+mod language;
+mod phone;
+
+pub use display_name::DisplayName;
+pub use email::Email;
+pub use language::LanguageCode;
+pub use phone::PhoneNumber;
+use serde::{Deserialize, Serialize};
+
+pub const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+pub const MAX_CONTACTS_PER_FIELD: usize = 20;
+
+/// One person or alias to contact. Optional parts are `None` when not given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<DisplayName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<PhoneNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language_code: Option<LanguageCode>,
+}
