@@ -61,6 +61,8 @@ pub struct ServeArgs {
 
     /// Identity configuration (TOML: JWT keys, mTLS). Without it the server
     /// treats every caller as a full-access developer and listens on loopback only.
+    // The path is shown in --help when the variable is set: it is not a
+    // secret (the file's contents are, and --help never reads them).
     #[arg(long, env = "PARTNER_CONTACTS_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
 
@@ -159,10 +161,18 @@ impl Cli {
     }
 }
 
-#[derive(Debug, clap::Args)]
+/// Environment variables whose value `--help` must never print: they hold, or
+/// may hold, a secret. Each flag reading one sets `hide_env_values`, so help
+/// names the variable but not its value. Every other variable's value is shown
+/// when set (operators like to see what a pod runs with): all of them are
+/// addresses, paths, sizes, timeouts and log settings.
+pub const SECRET_ENV_VARS: &[&str] = &["DATABASE_URL"];
+
+#[derive(clap::Args)]
 pub struct DatabaseArgs {
     /// postgres://... for PostgreSQL, sqlite:PATH for SQLite. Default: sqlite:data/partner-contacts.sqlite3.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    /// Help never prints DATABASE_URL's value: it may hold a password.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
     /// Largest number of database connections.
@@ -191,6 +201,21 @@ pub struct DatabaseArgs {
         global = true
     )]
     pub db_statement_timeout_ms: u64,
+}
+
+// Hand-written so the URL's password never reaches a log line through `{:?}`.
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::store::describe_url),
+            )
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_acquire_timeout_ms", &self.db_acquire_timeout_ms)
+            .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
+            .finish()
+    }
 }
 
 impl DatabaseArgs {
@@ -318,6 +343,89 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(set.cache_options().time_to_live, Duration::from_millis(250));
+    }
+
+    /// Every argument of every (sub)command that reads an environment variable,
+    /// as (command path, variable name, value hidden from help).
+    fn env_args() -> Vec<(String, String, bool)> {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String, bool)>) {
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    out.push((
+                        path.to_owned(),
+                        env.to_string_lossy().into_owned(),
+                        arg.is_hide_env_values_set(),
+                    ));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        // Propagates the global arguments into the subcommands.
+        cmd.build();
+        let mut out = Vec::new();
+        walk(&cmd, cmd.get_name(), &mut out);
+        out
+    }
+
+    #[test]
+    fn help_hides_the_value_of_every_secret_environment_variable() {
+        let args = env_args();
+        for secret in SECRET_ENV_VARS {
+            assert!(
+                args.iter().any(|(_, env, _)| env == secret),
+                "{secret} is listed as secret but no flag reads it"
+            );
+        }
+        // A new variable whose name suggests a credential must be listed too.
+        let looks_secret = |env: &str| {
+            [
+                "URL",
+                "DSN",
+                "PASSWORD",
+                "PASSWD",
+                "TOKEN",
+                "SECRET",
+                "KEY",
+                "CREDENTIAL",
+            ]
+            .iter()
+            .any(|word| env.contains(word))
+        };
+        for (path, env, hidden) in &args {
+            let secret = SECRET_ENV_VARS.contains(&env.as_str());
+            assert!(
+                secret || !looks_secret(env),
+                "{path}: {env} looks like it holds a secret: add it to SECRET_ENV_VARS"
+            );
+            assert_eq!(
+                *hidden, secret,
+                "{path}: {env}: hide_env_values must be set exactly for SECRET_ENV_VARS"
+            );
+        }
+        // The subcommands inherit the global --database-url, hidden as well.
+        for path in ["partner-contacts migrate", "partner-contacts token"] {
+            assert!(
+                args.iter()
+                    .any(|(p, env, hidden)| p == path && env == "DATABASE_URL" && *hidden),
+                "{path} has no hidden DATABASE_URL: {args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_omits_the_database_password() {
+        let cli = Cli::try_parse_from([
+            "partner-contacts",
+            "--database-url",
+            "postgres://app:s3cret-canary@db.internal:5432/contacts",
+        ])
+        .expect("valid");
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("s3cret-canary"), "{debug}");
+        assert!(debug.contains("db.internal:5432/contacts"), "{debug}");
     }
 
     #[test]

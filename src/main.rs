@@ -63,11 +63,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     };
     let limits = cli.limits()?;
-    let store = store::open(&url, &cli.store_options()).await?;
     if migrating {
+        let (_, report) = store::open_reporting(&url, &cli.store_options()).await?;
         println!("migrations applied ({})", store::describe_url(&url));
+        if report.rekeyed > 0 {
+            println!("email keys recomputed for {} portal users", report.rekeyed);
+        }
+        for line in report.lines() {
+            println!("warning: {line}");
+        }
         return Ok(());
     }
+    let store = store::open(&url, &cli.store_options()).await?;
 
     let listener = tokio::net::TcpListener::bind(cli.serve.listen)
         .await

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use partner_contacts::domain::{
     Contact, ContactFields, ContactInfoName, DisplayName, Email, Environment, FieldSet,
-    LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, SupportWindow, Update,
-    Weekday,
+    LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, SupportWindow,
+    TimeZoneName, Update, Weekday,
 };
 use partner_contacts::store::{self, CacheOptions, CachedStore, StoreOptions};
 
@@ -58,11 +58,14 @@ fn contact(email: &str, name: Option<&str>, phone: Option<&str>, lang: Option<&s
 /// Complete contact information shaped like the benchmark's (bench/load.sql),
 /// less the alert contacts, which would need portal users.
 fn fields(p: &str) -> ContactFields {
-    let window = |zone: &str, days: Vec<Weekday>, open: &str, close: &str| SupportWindow {
-        time_zone: zone.to_owned(),
-        days,
-        open_time: LocalTime::parse(open, false).expect("open"),
-        close_time: LocalTime::parse(close, true).expect("close"),
+    let window = |zone: &str, days: Vec<Weekday>, open: &str, close: &str| {
+        SupportWindow::new(
+            TimeZoneName::parse(zone).expect("zone"),
+            days,
+            LocalTime::parse(open, false).expect("open"),
+            LocalTime::parse(close, true).expect("close"),
+        )
+        .expect("window")
     };
     ContactFields {
         alert_contacts: vec![],

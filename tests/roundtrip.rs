@@ -8,7 +8,7 @@ use partner_contacts::api::convert::{contact_info_to_pb, parse_update};
 use partner_contacts::domain::{
     Contact, ContactFields, ContactInfo, ContactInfoName, DisplayName, Email, Environment, Field,
     FieldSet, LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, PortalRole,
-    ReadView, SupportWindow, Update, Weekday,
+    ReadView, SupportWindow, TimeZoneName, Update, Weekday,
 };
 use partner_contacts::error::Error;
 use partner_contacts::pb;
@@ -127,11 +127,14 @@ fn window() -> impl Strategy<Value = SupportWindow> {
         ],
     )
         .prop_filter("open and close differ", |(_, _, open, close)| open != close)
-        .prop_map(|(tz, days, open, close)| SupportWindow {
-            time_zone: SupportWindow::parse_time_zone(tz).expect("known zone"),
-            days,
-            open_time: local_time(open),
-            close_time: local_time(close),
+        .prop_map(|(tz, days, open, close)| {
+            SupportWindow::new(
+                TimeZoneName::parse(tz).expect("known zone"),
+                days,
+                local_time(open),
+                local_time(close),
+            )
+            .expect("valid window")
         })
 }
 
@@ -297,10 +300,7 @@ async fn store_case(
         mask: FieldSet::all(),
         expected_etag: None,
     };
-    let key = RequestKey {
-        id: uuid::Uuid::new_v4(),
-        fingerprint: [7; 32],
-    };
+    let key = RequestKey::new(&name.partner, uuid::Uuid::new_v4(), [7; 32]);
     let saved = store
         .update(&create, Some(&key), "proptest")
         .await

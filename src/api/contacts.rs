@@ -35,6 +35,7 @@ pub(super) async fn update(
 ) -> Result<pb::ContactInfo, Error> {
     // Report every problem at once: the request id is checked beside the body.
     let (update, key) = join_checks(convert::parse_update(&req), request_key(&req))?;
+    let key = key.map(|(id, fingerprint)| RequestKey::new(&update.name.partner, id, fingerprint));
     let view = principal.read_view();
     if req.validate_only {
         let current = api.store.get(&update.name).await?;
@@ -58,9 +59,11 @@ pub(super) async fn update(
 }
 
 /// A present `request_id` must be a UUID in its usual hyphenated form (either
-/// case); the key also fingerprints the whole request so a reused id can be
-/// told from a retry.
-fn request_key(req: &pb::UpdateContactsRequest) -> Result<Option<RequestKey>, FieldViolation> {
+/// case); with it comes a fingerprint of the whole request, so a reused id can
+/// be told from a retry.
+fn request_key(
+    req: &pb::UpdateContactsRequest,
+) -> Result<Option<(uuid::Uuid, [u8; 32])>, FieldViolation> {
     if req.request_id.is_empty() || req.validate_only {
         return Ok(None);
     }
@@ -78,7 +81,7 @@ fn request_key(req: &pb::UpdateContactsRequest) -> Result<Option<RequestKey>, Fi
     let mut canonical = req.clone();
     canonical.request_id = id.hyphenated().to_string();
     let fingerprint = Sha256::digest(canonical.encode_to_vec()).into();
-    Ok(Some(RequestKey { id, fingerprint }))
+    Ok(Some((id, fingerprint)))
 }
 
 pub(super) async fn check_gate(

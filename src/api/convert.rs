@@ -6,7 +6,7 @@ use crate::{
         Contact, ContactFields, ContactInfo, ContactInfoName, DisplayName, Email, Environment,
         Field, FieldSet, FindingReason, GateResult, LanguageCode, LocalTime,
         MAX_CONTACTS_PER_FIELD, MAX_SUPPORT_WINDOWS, OperationalSupport, PhoneNumber, ReadView,
-        Revision, SupportWindow, Update, Weekday,
+        Revision, SupportWindow, TimeZoneName, Update, Weekday,
     },
     error::{Error, Violations},
     pb,
@@ -309,7 +309,7 @@ fn parse_operational_support(
 }
 
 fn parse_window(w: &pb::SupportWindow, at: &str, v: &mut Violations) -> Option<SupportWindow> {
-    let time_zone = SupportWindow::parse_time_zone(&w.time_zone)
+    let time_zone = TimeZoneName::parse(&w.time_zone)
         .map_err(|d| v.push(format!("{at}.time_zone"), d))
         .ok();
 
@@ -364,13 +364,9 @@ fn parse_window(w: &pb::SupportWindow, at: &str, v: &mut Violations) -> Option<S
         v.push(format!("{at}.close_time"), "must differ from open_time");
     }
 
-    // Like the contacts, the result only matters when no violation was recorded.
-    Some(SupportWindow {
-        time_zone: time_zone?,
-        days,
-        open_time: open_time?,
-        close_time: close_time?,
-    })
+    // Like the contacts, the result only matters when no violation was
+    // recorded (an empty or all-invalid day list was).
+    SupportWindow::new(time_zone?, days, open_time?, close_time?).ok()
 }
 
 fn weekday_from_pb(d: pb::DayOfWeek) -> Option<Weekday> {
@@ -437,13 +433,35 @@ pub fn revision_to_pb(revision: &Revision, view: ReadView) -> pb::ContactInfoRev
     }
 }
 
-/// A request timestamp as a time; violations on `field`.
+/// `0001-01-01T00:00:00Z`, the first second a `google.protobuf.Timestamp` may hold.
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// `9999-12-31T23:59:59Z`, the last second a `google.protobuf.Timestamp` may hold.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// A request timestamp as a time; violations on `field`. Only the protobuf
+/// Timestamp range (years 1 to 9999) is a time: chrono holds far more, and
+/// PostgreSQL refuses some of it (SQLSTATE 22008) where SQLite would quietly
+/// compare it.
 pub fn parse_time(t: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, Error> {
+    time_of(t).ok_or_else(|| Error::invalid_field(field, TIMESTAMP_HINT))
+}
+
+pub const TIMESTAMP_HINT: &str =
+    "must be a valid timestamp from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z";
+
+/// The time a Timestamp holds, if it is one (see `parse_time`).
+pub fn time_of(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     u32::try_from(t.nanos)
         .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
         .filter(|_| t.nanos < 1_000_000_000)
-        .ok_or_else(|| Error::invalid_field(field, "must be a valid timestamp"))
+        .filter(|_| (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&t.seconds))
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+}
+
+/// Whether `t` lies in the protobuf Timestamp range (for times decoded from
+/// page tokens, which a caller can forge).
+pub fn in_timestamp_range(t: DateTime<Utc>) -> bool {
+    (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&t.timestamp())
 }
 
 /// The would-be resource for `validate_only`: `fields` under `name`, with the
@@ -520,10 +538,10 @@ fn support_to_pb(os: &OperationalSupport) -> pb::OperationalSupport {
 
 fn window_to_pb(w: &SupportWindow) -> pb::SupportWindow {
     pb::SupportWindow {
-        time_zone: w.time_zone.clone(),
-        days: w.days.iter().map(|d| weekday_to_pb(*d) as i32).collect(),
-        open_time: w.open_time.to_string(),
-        close_time: w.close_time.to_string(),
+        time_zone: w.time_zone().as_str().to_owned(),
+        days: w.days().iter().map(|d| weekday_to_pb(*d) as i32).collect(),
+        open_time: w.open_time().to_string(),
+        close_time: w.close_time().to_string(),
     }
 }
 
@@ -1078,10 +1096,10 @@ mod tests {
         let Some(OperationalSupport::Windows(ws)) = update.patch.operational_support else {
             panic!("windows expected");
         };
-        assert_eq!(ws[0].days, [Weekday::Friday, Weekday::Saturday]);
-        assert_eq!(ws[0].open_time.to_string(), "22:00");
-        assert_eq!(ws[0].close_time.to_string(), "02:00");
-        assert_eq!(ws[1].close_time.minutes(), LocalTime::MIDNIGHT_END);
+        assert_eq!(ws[0].days(), [Weekday::Friday, Weekday::Saturday]);
+        assert_eq!(ws[0].open_time().to_string(), "22:00");
+        assert_eq!(ws[0].close_time().to_string(), "02:00");
+        assert_eq!(ws[1].close_time().minutes(), LocalTime::MIDNIGHT_END);
     }
 
     #[test]

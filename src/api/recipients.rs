@@ -34,9 +34,13 @@ pub(super) async fn resolve_recipients(
     let purpose = parse_purpose(req.purpose, &mut v);
     let at = match &req.at_time {
         None => Some(now_micros()),
-        Some(t) => convert::parse_time(t, "at_time")
-            .map_err(|_| v.push("at_time", "must be a valid timestamp"))
-            .ok(),
+        Some(t) => {
+            let at = convert::time_of(t);
+            if at.is_none() {
+                v.push("at_time", convert::TIMESTAMP_HINT);
+            }
+            at
+        }
     };
     let (Some(name), Some(purpose), Some(at)) = v.finish((name, purpose, at))? else {
         return Err(Error::invalid_field("name", "is invalid"));

@@ -49,8 +49,12 @@ fn cursor_text(c: &UserCursor) -> String {
 
 fn parse_cursor(text: &str) -> Option<UserCursor> {
     let (micros, id) = text.split_once('|')?;
+    // Tokens are not signed: a forged one must not carry a time the
+    // databases cannot compare (PostgreSQL fails with SQLSTATE 22008).
+    let create_time = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)
+        .filter(|t| super::convert::in_timestamp_range(*t))?;
     Some(UserCursor {
-        create_time: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        create_time,
         id: uuid::Uuid::try_parse(id).ok()?,
     })
 }

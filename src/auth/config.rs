@@ -15,6 +15,15 @@ pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
 /// More than this is a misconfiguration (milliseconds, minutes), not clock skew.
 pub const MAX_LEEWAY_SECONDS: u64 = 300;
 
+/// The longest token lifetime accepted when the file does not say: 24 hours,
+/// for every kind of key. A development (HS256) config gets the same default
+/// so that tokens refused in production are refused while developing too; the
+/// `token` subcommand's default lifetime (1 hour) is well below it.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS: u64 = 24 * 3600;
+
+/// More than this (30 days) is not a bound on token lifetime.
+pub const MAX_MAX_TOKEN_LIFETIME_SECONDS: u64 = 30 * 24 * 3600;
+
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the SHA-256 output.
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
@@ -43,10 +52,19 @@ pub struct JwtConfig {
     pub jwks_file: Option<PathBuf>,
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
+    /// The longest lifetime a token may have, in seconds: `exp - iat`, and for
+    /// every token `exp - now` (at most `leeway_seconds` more, for clock skew),
+    /// so a token without `iat`, or with an `iat` in the future, is bounded too.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_seconds: u64,
 }
 
 fn default_leeway() -> u64 {
     DEFAULT_LEEWAY_SECONDS
+}
+
+fn default_max_token_lifetime() -> u64 {
+    DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
 }
 
 // Hand-written so the secret never reaches a log line through `{:?}`.
@@ -62,6 +80,10 @@ impl fmt::Debug for JwtConfig {
             .field("hs256_secret_file", &self.hs256_secret_file)
             .field("jwks_file", &self.jwks_file)
             .field("leeway_seconds", &self.leeway_seconds)
+            .field(
+                "max_token_lifetime_seconds",
+                &self.max_token_lifetime_seconds,
+            )
             .finish()
     }
 }

@@ -8,7 +8,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, Validation};
 use serde::Deserialize;
 
-use super::config::{JwtConfig, MAX_LEEWAY_SECONDS, read_file};
+use super::config::{JwtConfig, MAX_LEEWAY_SECONDS, MAX_MAX_TOKEN_LIFETIME_SECONDS, read_file};
 use super::unauthenticated;
 use crate::domain::{PartnerId, PortalRole, Principal, Scopes};
 use crate::error::Error;
@@ -33,6 +33,9 @@ pub(super) struct JwtVerifier {
     hs256_validation: Validation,
     rs256_validation: Validation,
     es256_validation: Validation,
+    /// `max_token_lifetime_seconds` and `leeway_seconds` of the config.
+    max_lifetime: u64,
+    leeway: u64,
 }
 
 struct JwksKey {
@@ -48,6 +51,12 @@ struct Claims {
     sub: Option<String>,
     #[serde(default)]
     iss: Option<serde_json::Value>,
+    /// Checked by jsonwebtoken (required, a NumericDate); read again here to
+    /// bound the token's lifetime.
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    iat: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -68,6 +77,13 @@ impl JwtVerifier {
             return Err(format!(
                 "[jwt] leeway_seconds is {}; at most {MAX_LEEWAY_SECONDS} is allowed",
                 cfg.leeway_seconds
+            ));
+        }
+        if !(1..=MAX_MAX_TOKEN_LIFETIME_SECONDS).contains(&cfg.max_token_lifetime_seconds) {
+            return Err(format!(
+                "[jwt] max_token_lifetime_seconds is {}; it must be 1 to \
+                 {MAX_MAX_TOKEN_LIFETIME_SECONDS} (30 days)",
+                cfg.max_token_lifetime_seconds
             ));
         }
         let hs256 = cfg
@@ -105,6 +121,8 @@ impl JwtVerifier {
             hs256_validation: validation(Algorithm::HS256),
             rs256_validation: validation(Algorithm::RS256),
             es256_validation: validation(Algorithm::ES256),
+            max_lifetime: cfg.max_token_lifetime_seconds,
+            leeway: cfg.leeway_seconds,
         })
     }
 
@@ -146,6 +164,27 @@ impl JwtVerifier {
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| unauthenticated(describe(e.kind())))?;
+        // Only a token whose signature verified learns the bound.
+        let exp = data
+            .claims
+            .exp
+            .as_ref()
+            .and_then(numeric_date)
+            .ok_or_else(|| unauthenticated("token exp claim is malformed"))?;
+        let iat = match &data.claims.iat {
+            None => None,
+            Some(iat) => Some(
+                numeric_date(iat).ok_or_else(|| unauthenticated("token iat claim is malformed"))?,
+            ),
+        };
+        check_lifetime(
+            iat,
+            exp,
+            jsonwebtoken::get_current_timestamp(),
+            self.max_lifetime,
+            self.leeway,
+        )
+        .map_err(|message| unauthenticated(&message))?;
         self.principal(data.claims)
     }
 
@@ -190,6 +229,46 @@ impl JwtVerifier {
             }),
         }
     }
+}
+
+/// A JWT NumericDate as jsonwebtoken reads `exp`: a non-negative integer, or
+/// a finite non-negative number rounded to whole seconds.
+fn numeric_date(value: &serde_json::Value) -> Option<u64> {
+    let number = value.as_number()?;
+    if let Some(seconds) = number.as_u64() {
+        return Some(seconds);
+    }
+    let seconds = number.as_f64()?;
+    (seconds.is_finite() && (0.0..u64::MAX as f64).contains(&seconds))
+        .then(|| seconds.round() as u64)
+}
+
+/// Refuses a token that lives longer than `max` seconds. Its lifetime is
+/// `exp - iat` (both from the issuer's clock, so no leeway). Whatever `iat`
+/// says (absent, or in the future), `exp` may also be at most `max` seconds
+/// from `now`, plus `leeway` for the issuer's clock running ahead of ours.
+/// The message names the bound, never the token's claims.
+pub(super) fn check_lifetime(
+    iat: Option<u64>,
+    exp: u64,
+    now: u64,
+    max: u64,
+    leeway: u64,
+) -> Result<(), String> {
+    if let Some(iat) = iat
+        && exp.saturating_sub(iat) > max
+    {
+        return Err(format!(
+            "token lifetime (exp - iat) is longer than the maximum of {max} seconds"
+        ));
+    }
+    if exp.saturating_sub(now) > max.saturating_add(leeway) {
+        return Err(format!(
+            "token expires too far in the future: more than the maximum token lifetime \
+             of {max} seconds from now"
+        ));
+    }
+    Ok(())
 }
 
 /// What went wrong, for the caller; never the token or a claim value.

@@ -10,6 +10,7 @@
 //! # hs256_secret_file = "/run/secrets/jwt-hs256"      # alternative to the inline secret
 //! jwks_file = "/etc/partner-contacts/jwks.json"       # production: RS256/ES256 keys, by kid
 //! leeway_seconds = 30                                 # clock skew allowed on exp/nbf
+//! max_token_lifetime_seconds = 86400                  # longest exp - iat (and exp - now)
 //!
 //! [mtls]
 //! server_cert = "server.pem"
@@ -38,10 +39,11 @@ mod mtls;
 mod token;
 
 pub use config::{
-    AuthConfig, DEFAULT_LEEWAY_SECONDS, JwtConfig, MAX_LEEWAY_SECONDS, MIN_HS256_SECRET_BYTES,
-    MtlsConfig, MtlsIdentity, load, tls_config,
+    AuthConfig, DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, JwtConfig,
+    MAX_LEEWAY_SECONDS, MAX_MAX_TOKEN_LIFETIME_SECONDS, MIN_HS256_SECRET_BYTES, MtlsConfig,
+    MtlsIdentity, load, tls_config,
 };
-pub use token::{MAX_TTL_SECONDS, TokenArgs, mint, mint_hs256};
+pub use token::{DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, TokenArgs, mint, mint_hs256};
 
 /// Verifies callers on every RPC. Cheap to clone; keys and validation rules
 /// are prepared once at construction.

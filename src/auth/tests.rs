@@ -330,6 +330,199 @@ fn missing_exp() {
     check_token(&hs256_only(), &hs256(&claims), "no exp claim");
 }
 
+// ---------------------------------------------------------------- token lifetime
+
+const DAY: u64 = 24 * 3600;
+
+#[test]
+fn lifetime_bound_is_exp_minus_iat_without_leeway() {
+    let now = 1_800_000_000;
+    let check = |iat, exp| jwt::check_lifetime(iat, exp, now, DAY, 30);
+    check(Some(now), now + DAY).expect("exactly the bound");
+    check(Some(now - 600), now + DAY - 600).expect("issued earlier, same lifetime");
+    let err = check(Some(now), now + DAY + 1).expect_err("one second over");
+    assert_contains(&err, "lifetime (exp - iat)");
+    assert_contains(&err, "86400 seconds");
+    // iat and exp come from the same clock: leeway does not stretch the lifetime.
+    check(Some(now - 10), now + DAY).expect_err("lifetime 86410 even though exp - now is 86400");
+    // iat after exp: no lifetime to speak of; exp - now still bounds it.
+    check(Some(now + 10), now + 5).expect("an odd but short token");
+}
+
+#[test]
+fn lifetime_bound_applies_to_exp_minus_now_with_leeway() {
+    let now = 1_800_000_000;
+    let check = |iat, exp| jwt::check_lifetime(iat, exp, now, DAY, 30);
+    // Without iat: exp - now, plus the leeway for an issuer clock running ahead.
+    check(None, now + DAY).expect("a day from now");
+    check(None, now + DAY + 30).expect("within the leeway");
+    let err = check(None, now + DAY + 31).expect_err("past the leeway");
+    assert_contains(&err, "maximum token lifetime");
+    check(None, now + 100 * 365 * DAY).expect_err("a century");
+    check(None, u64::MAX).expect_err("the end of time");
+    // An iat in the future keeps exp - iat short but not exp - now.
+    check(Some(now + 100 * 365 * DAY), now + 100 * 365 * DAY + 60).expect_err("future iat");
+    check(Some(u64::MAX - 60), u64::MAX).expect_err("future iat at the end of time");
+    // No leeway configured: none given.
+    jwt::check_lifetime(None, now + DAY + 1, now, DAY, 0).expect_err("no leeway");
+    // An expired token is never refused for its lifetime (jsonwebtoken reports it expired).
+    check(None, now - 5).expect("in the past");
+}
+
+#[test]
+fn tokens_longer_than_the_bound_are_unauthenticated() {
+    let auth = hs256_only();
+    let t = now();
+    let with = |iat: Option<Value>, exp: Value| {
+        let mut claims = service_claims();
+        let obj = claims.as_object_mut().expect("object");
+        match iat {
+            Some(iat) => obj.insert("iat".to_owned(), iat),
+            None => obj.remove("iat"),
+        };
+        obj.insert("exp".to_owned(), exp);
+        hs256(&claims)
+    };
+    let ok = |token: String, why: &str| {
+        auth.authenticate(&with_token(&token), None)
+            .unwrap_or_else(|e| panic!("{why}: {e:?}"));
+    };
+    // The default bound is 24 hours; the fixture's leeway the default 30 s.
+    ok(with(Some(json!(t)), json!(t + DAY)), "exactly 24 h");
+    ok(with(None, json!(t + DAY)), "no iat, 24 h from now");
+    ok(
+        with(Some(json!(t as f64 + 0.4)), json!(t + 3600)),
+        "a fractional iat",
+    );
+    ok(
+        with(Some(Value::Null), json!(t + 600)),
+        "iat null, as if absent",
+    );
+    let century = t + 100 * 365 * DAY;
+    for (token, expected) in [
+        (with(Some(json!(t)), json!(century)), "lifetime (exp - iat)"),
+        (
+            with(Some(json!(t)), json!(t + DAY + 1)),
+            "lifetime (exp - iat)",
+        ),
+        (with(None, json!(century)), "maximum token lifetime"),
+        (with(None, json!(t + DAY + 300)), "maximum token lifetime"),
+        (
+            with(Some(json!(century - 60)), json!(century)),
+            "maximum token lifetime",
+        ),
+        (
+            with(Some(json!("yesterday")), json!(t + 60)),
+            "iat claim is malformed",
+        ),
+        (
+            with(Some(json!(-5)), json!(t + 60)),
+            "iat claim is malformed",
+        ),
+    ] {
+        check_token(&auth, &token, expected);
+    }
+    // The same for RS256 tokens verified through the JWKS.
+    let mut claims = service_claims();
+    claims["exp"] = json!(century);
+    check_token(
+        &jwks_only(),
+        &sign(Algorithm::RS256, Some("test-rs256"), &rs256_key(), &claims),
+        "lifetime",
+    );
+    claims["exp"] = json!(t + DAY);
+    jwks_only()
+        .authenticate(
+            &with_token(&sign(
+                Algorithm::RS256,
+                Some("test-rs256"),
+                &rs256_key(),
+                &claims,
+            )),
+            None,
+        )
+        .expect("RS256 at exactly the bound");
+}
+
+#[test]
+fn a_token_that_does_not_verify_is_not_told_the_bound() {
+    let mut claims = service_claims();
+    claims["exp"] = json!(now() + 100 * 365 * DAY);
+    let forged = sign(
+        Algorithm::HS256,
+        None,
+        &EncodingKey::from_secret(b"another-secret-of-at-least-32-bytes!").expect("key"),
+        &claims,
+    );
+    check_token(&hs256_only(), &forged, "signature is invalid");
+}
+
+#[test]
+fn the_bound_is_configurable() {
+    let fixture = Fixture::new(
+        &jwt_toml(&format!(
+            "hs256_secret = \"{SECRET}\"\nleeway_seconds = 0\nmax_token_lifetime_seconds = 600"
+        )),
+        &[],
+    );
+    let cfg = fixture.load().expect("valid");
+    assert_eq!(
+        cfg.jwt.as_ref().expect("[jwt]").max_token_lifetime_seconds,
+        600
+    );
+    let auth = Authenticator::from_config(&cfg).expect("authenticator");
+    let mut claims = service_claims();
+    let t = now();
+    claims["iat"] = json!(t);
+    claims["exp"] = json!(t + 600);
+    auth.authenticate(&with_token(&hs256(&claims)), None)
+        .expect("exactly 600 s");
+    claims["exp"] = json!(t + 601);
+    check_token(&auth, &hs256(&claims), "maximum of 600 seconds");
+    // Absent: 24 hours, whatever the kind of key.
+    for toml in [
+        jwt_toml(&format!("hs256_secret = \"{SECRET}\"")),
+        jwt_toml("jwks_file = \"jwks.json\""),
+    ] {
+        let cfg = Fixture::new(&toml, &[("jwks.json", JWKS)])
+            .load()
+            .expect("valid");
+        let jwt = cfg.jwt.expect("[jwt]");
+        assert_eq!(
+            jwt.max_token_lifetime_seconds,
+            DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+        );
+        assert_eq!(DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, DAY);
+        assert_contains(&format!("{jwt:?}"), "max_token_lifetime_seconds: 86400");
+    }
+}
+
+#[test]
+fn an_unbounded_lifetime_cannot_be_configured() {
+    let secret = format!("hs256_secret = \"{SECRET}\"");
+    for bad in ["0", "2592001", "18446744073709551615"] {
+        let err = load_error(
+            &jwt_toml(&format!("{secret}\nmax_token_lifetime_seconds = {bad}")),
+            &[],
+        );
+        assert_contains(&err, "max_token_lifetime_seconds");
+    }
+    for bad in ["-1", "\"1d\"", "86400.5"] {
+        let err = load_error(
+            &jwt_toml(&format!("{secret}\nmax_token_lifetime_seconds = {bad}")),
+            &[],
+        );
+        assert_contains(&err, "line 5");
+        assert!(!err.contains(SECRET), "{err}");
+    }
+    Fixture::new(
+        &jwt_toml(&format!("{secret}\nmax_token_lifetime_seconds = 2592000")),
+        &[],
+    )
+    .load()
+    .expect("30 days is the most");
+}
+
 #[test]
 fn missing_or_empty_sub() {
     let auth = hs256_only();
@@ -1050,7 +1243,58 @@ fn token_arguments_are_validated() {
     )
     .expect("repeatable --scope");
     assert_eq!(ok.scopes, vec![Scope::GateCheck, Scope::HistoryRead]);
-    assert_eq!(ok.ttl_seconds, 3600);
+    assert_eq!(ok.ttl_seconds, None, "the default depends on the config");
+}
+
+/// The `exp - iat` of a minted token, read without verifying it.
+fn minted_lifetime(token: &str) -> u64 {
+    let claims: Value =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).expect("a compact JWT");
+    let get = |name: &str| claims[name].as_u64().unwrap_or_else(|| panic!("{name}"));
+    get("exp") - get("iat")
+}
+
+#[test]
+fn minting_respects_the_configured_lifetime_bound() {
+    let secret = format!("hs256_secret = \"{SECRET}\"");
+    let service = ["--sub", "svc", "--scope", "gate.check"];
+    let with_ttl = |ttl: &'static str| {
+        let mut args = service.to_vec();
+        args.extend(["--ttl-seconds", ttl]);
+        args
+    };
+    // The default bound (24 h): 1 hour by default, up to exactly 24 h.
+    let default = Fixture::new(&jwt_toml(&secret), &[]);
+    let auth = default.authenticator();
+    let token = mint(&token_args(&default.path(), &service).expect("args")).expect("minted");
+    assert_eq!(minted_lifetime(&token), DEFAULT_TTL_SECONDS);
+    let token = mint(&token_args(&default.path(), &with_ttl("86400")).expect("args"))
+        .expect("exactly the bound");
+    assert_eq!(minted_lifetime(&token), DAY);
+    auth.authenticate(&with_token(&token), None)
+        .expect("a token at the bound verifies");
+    // Over it: refused clearly, although --ttl-seconds allows up to 7 days.
+    let err = mint(&token_args(&default.path(), &with_ttl("86401")).expect("args"))
+        .expect_err("over the bound");
+    assert_contains(&err, "--ttl-seconds 86401");
+    assert_contains(&err, "max_token_lifetime_seconds (86400)");
+    assert_contains(&err, &default.path().display().to_string());
+    assert!(token_args(&default.path(), &with_ttl("604801")).is_err());
+
+    // A config bound shorter than the default lifetime: the default shrinks to it.
+    let short = Fixture::new(
+        &jwt_toml(&format!("{secret}\nmax_token_lifetime_seconds = 600")),
+        &[],
+    );
+    let token = mint(&token_args(&short.path(), &service).expect("args")).expect("minted");
+    assert_eq!(minted_lifetime(&token), 600);
+    short
+        .authenticator()
+        .authenticate(&with_token(&token), None)
+        .expect("verifies");
+    let err = mint(&token_args(&short.path(), &with_ttl("3600")).expect("args"))
+        .expect_err("over the bound");
+    assert_contains(&err, "max_token_lifetime_seconds (600)");
 }
 
 #[test]
@@ -1074,11 +1318,19 @@ fn shipped_configs_stay_valid() {
     // The development config is used verbatim by the README's walkthrough.
     let dev = load(&root.join("deploy/auth.dev.toml")).expect("deploy/auth.dev.toml loads");
     assert!(Authenticator::from_config(&dev).is_ok_and(|a| a.is_enabled()));
+    assert_eq!(
+        dev.jwt.as_ref().map(|j| j.max_token_lifetime_seconds),
+        Some(DEFAULT_MAX_TOKEN_LIFETIME_SECONDS)
+    );
     // The production example names files that exist only in a deployment;
     // its shape must still parse.
     let text = std::fs::read_to_string(root.join("deploy/auth.example.toml")).expect("read");
     let example: AuthConfig = toml::from_str(&text).expect("deploy/auth.example.toml parses");
     let mtls = example.mtls.expect("[mtls]");
     assert_eq!(mtls.identities.len(), 2);
-    assert!(example.jwt.is_some_and(|j| j.jwks_file.is_some()));
+    assert!(
+        example
+            .jwt
+            .is_some_and(|j| j.jwks_file.is_some() && j.max_token_lifetime_seconds == 86_400)
+    );
 }

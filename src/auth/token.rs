@@ -9,8 +9,13 @@ use super::config::{MIN_HS256_SECRET_BYTES, load};
 use crate::domain::{PartnerId, PortalRole, Principal, Scope, Scopes};
 
 /// Longest lifetime `--ttl-seconds` accepts: development tokens should not
-/// outlive a working week.
+/// outlive a working week. The config's `max_token_lifetime_seconds` (24 hours
+/// by default) bounds it further: `mint` refuses a longer `--ttl-seconds`.
 pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Lifetime of a minted token when `--ttl-seconds` is not given (or the
+/// config's `max_token_lifetime_seconds` when that is shorter).
+pub const DEFAULT_TTL_SECONDS: u64 = 3600;
 
 /// Mint a development token signed with the config's HS256 secret.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,9 +42,11 @@ pub struct TokenArgs {
     #[arg(long, value_parser = parse_role, requires = "partner")]
     pub role: Option<PortalRole>,
 
-    /// Seconds until the token expires.
-    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECONDS))]
-    pub ttl_seconds: u64,
+    /// Seconds until the token expires. Default: 3600, or the auth config's
+    /// max_token_lifetime_seconds when that is shorter. Longer than that
+    /// setting is refused: the server would refuse the token.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECONDS))]
+    pub ttl_seconds: Option<u64>,
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -85,13 +92,18 @@ pub fn mint(args: &TokenArgs) -> Result<String, String> {
         },
         _ => return Err("--partner and --role go together".to_owned()),
     };
-    mint_hs256(
-        &secret,
-        &jwt.issuer,
-        &jwt.audience,
-        &principal,
-        args.ttl_seconds,
-    )
+    let max = jwt.max_token_lifetime_seconds;
+    let ttl_seconds = match args.ttl_seconds {
+        None => DEFAULT_TTL_SECONDS.min(max),
+        Some(ttl) if ttl > max => {
+            return Err(format!(
+                "--ttl-seconds {ttl} is longer than max_token_lifetime_seconds ({max}) \
+                 in auth config {shown}: the server would refuse the token"
+            ));
+        }
+        Some(ttl) => ttl,
+    };
+    mint_hs256(&secret, &jwt.issuer, &jwt.audience, &principal, ttl_seconds)
 }
 
 #[derive(Serialize)]

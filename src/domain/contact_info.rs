@@ -125,7 +125,7 @@ impl ContactFields {
         if let Some(OperationalSupport::Windows(windows)) = &mut self.operational_support {
             windows.shrink_to_fit();
             for w in windows {
-                w.days.shrink_to_fit();
+                w.shrink_to_fit();
             }
         }
     }

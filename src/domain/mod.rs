@@ -9,13 +9,19 @@ mod recipients;
 mod support;
 
 pub use access::{Action, PortalRole, Principal, ReadView, Scope, Scopes, partner_segment};
-pub use contact::{Contact, DisplayName, Email, LanguageCode, MAX_CONTACTS_PER_FIELD, PhoneNumber};
+pub use contact::{
+    Contact, DisplayName, Email, LanguageCode, MAX_CONTACTS_PER_FIELD, PhoneNumber,
+    email_key_of_stored,
+};
 pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Update, now_micros};
 pub use gate::{Finding, FindingReason, GatePolicy, GateResult};
 pub use name::{ContactInfoName, Environment, PartnerId};
 pub use portal_user::{
-    PortalUser, PortalUserEmails, PortalUserName, alert_contacts_not_users,
-    check_administrators_remain, parse_partner_parent, require_portal_users,
+    EMAIL_KEY_SCHEME, PortalUser, PortalUserEmails, PortalUserName, RekeyReport, Rekeyed,
+    StoredUserKey, alert_contacts_not_users, check_administrators_remain, parse_partner_parent,
+    rekey, require_portal_users,
 };
 pub use recipients::{Purpose, Resolution, resolve};
-pub use support::{LocalTime, MAX_SUPPORT_WINDOWS, OperationalSupport, SupportWindow, Weekday};
+pub use support::{
+    LocalTime, MAX_SUPPORT_WINDOWS, OperationalSupport, SupportWindow, TimeZoneName, Weekday,
+};

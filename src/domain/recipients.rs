@@ -105,21 +105,19 @@ impl SupportWindow {
     /// Whether `at` falls in this window, judged by the wall clock of the
     /// window's zone at that instant (so DST shifts move the window in UTC).
     pub fn is_open_at(&self, at: DateTime<Utc>) -> bool {
-        let Ok(tz) = self.time_zone.parse::<chrono_tz::Tz>() else {
-            return false;
-        };
-        let local = at.with_timezone(&tz);
+        let local = at.with_timezone(&self.time_zone().tz());
         let minute = u16::try_from(local.hour() * 60 + local.minute()).unwrap_or(u16::MAX);
         let today = weekday(local.weekday());
         let yesterday = weekday(local.weekday().pred());
-        let (open, close) = (self.open_time.minutes(), self.close_time.minutes());
+        let (open, close) = (self.open_time().minutes(), self.close_time().minutes());
+        let days = self.days();
         if open < close {
-            self.days.contains(&today) && (open..close).contains(&minute)
+            days.contains(&today) && (open..close).contains(&minute)
         } else {
             // Overnight: the evening part belongs to the listed day, the
             // morning part to the day after it.
-            (self.days.contains(&today) && minute >= open)
-                || (self.days.contains(&yesterday) && minute < close)
+            (days.contains(&today) && minute >= open)
+                || (days.contains(&yesterday) && minute < close)
         }
     }
 }
@@ -136,7 +134,7 @@ impl OperationalSupport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Email, LocalTime};
+    use crate::domain::{Email, LocalTime, TimeZoneName};
 
     fn contact(e: &str) -> Contact {
         Contact {
@@ -148,12 +146,13 @@ mod tests {
     }
 
     fn window(tz: &str, days: &[Weekday], open: &str, close: &str) -> SupportWindow {
-        SupportWindow {
-            time_zone: tz.to_owned(),
-            days: days.to_vec(),
-            open_time: LocalTime::parse(open, false).expect("open"),
-            close_time: LocalTime::parse(close, true).expect("close"),
-        }
+        SupportWindow::new(
+            TimeZoneName::parse(tz).expect("zone"),
+            days.to_vec(),
+            LocalTime::parse(open, false).expect("open"),
+            LocalTime::parse(close, true).expect("close"),
+        )
+        .expect("window")
     }
 
     fn utc(s: &str) -> DateTime<Utc> {

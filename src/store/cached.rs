@@ -92,6 +92,9 @@ impl Drop for Database<'_> {
 
 #[derive(Debug)]
 pub struct CachedStore {
+    /// Reached only through `database()` (but for `ping`, which is how
+    /// reachability is learnt, and metrics): every call then fails fast alike
+    /// while the database is down.
     inner: DynStore,
     /// Changes after they took effect here: a subscriber that re-reads on a
     /// change reads the new state, never a stale cache entry.
@@ -335,9 +338,7 @@ pub mod weigh {
             Some(OperationalSupport::Windows(ws)) => {
                 chunk(std::mem::size_of_val(ws.as_slice()))
                     + ws.iter()
-                        .map(|w| {
-                            string(&w.time_zone) + chunk(std::mem::size_of_val(w.days.as_slice()))
-                        })
+                        .map(|w| chunk(std::mem::size_of_val(w.days())))
                         .sum::<usize>()
             }
             _ => 0,
@@ -454,7 +455,7 @@ impl ContactStore for CachedStore {
         actor: &str,
     ) -> Result<PortalUser, Error> {
         let user = self
-            .inner
+            .database()?
             .grant_portal_access(partner, email, role, actor)
             .await?;
         self.users_changed(partner);
@@ -468,7 +469,7 @@ impl ContactStore for CachedStore {
         actor: &str,
     ) -> Result<PortalUser, Error> {
         let user = self
-            .inner
+            .database()?
             .update_portal_user_role(name, role, actor)
             .await?;
         self.users_changed(&name.partner);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     ContactFields, ContactInfo, ContactInfoName, Email, Environment, Field, FieldSet, PartnerId,
-    PortalRole, PortalUser, PortalUserEmails, PortalUserName, Revision, Update,
+    PortalRole, PortalUser, PortalUserEmails, PortalUserName, RekeyReport, Revision, Update,
 };
 use crate::error::{Error, FieldViolation, InvalidReason};
 
@@ -28,10 +28,35 @@ pub const REQUEST_ID_RETENTION: chrono::Duration = chrono::Duration::hours(48);
 /// Identifies one UpdateContacts request for safe retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestKey {
+    /// The caller's `request_id`, as the revision history shows it.
     pub id: uuid::Uuid,
+    /// Where the request is recorded: the id scoped to the partner, so that
+    /// the same id sent for another partner is another request, neither
+    /// refused nor told apart from a fresh one.
+    pub slot: uuid::Uuid,
     /// A digest of the whole request: the same id with another digest is a
     /// reuse, not a retry.
     pub fingerprint: [u8; 32],
+}
+
+impl RequestKey {
+    pub fn new(partner: &PartnerId, id: uuid::Uuid, fingerprint: [u8; 32]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        // Versioned and separated, so no other input can give the same slot.
+        h.update(b"partner-contacts request_id slot v1\0");
+        h.update(partner.as_str().as_bytes());
+        h.update(b"\0");
+        h.update(id.as_bytes());
+        let digest = h.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self {
+            id,
+            slot: uuid::Builder::from_custom_bytes(bytes).into_uuid(),
+            fingerprint,
+        }
+    }
 }
 
 /// Where contact information, its history and portal users are kept.
@@ -147,17 +172,30 @@ pub struct UserCursor {
 
 pub type DynStore = Arc<dyn ContactStore>;
 
-/// Opens the store a database URL names, and migrates it.
+/// Opens the store a database URL names, and migrates it; what the
+/// migration found for the operator is logged as warnings.
 /// `postgres://` or `postgresql://` select PostgreSQL; `sqlite:` selects SQLite.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<DynStore, String> {
+    let (store, report) = open_reporting(url, options).await?;
+    for line in report.lines() {
+        tracing::warn!("{line}");
+    }
+    Ok(store)
+}
+
+/// [`open`], handing back what the migration found instead of logging it.
+pub async fn open_reporting(
+    url: &str,
+    options: &StoreOptions,
+) -> Result<(DynStore, RekeyReport), String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::connect(url, options).await?;
-        store.migrate().await?;
-        Ok(Arc::new(store))
+        let report = store.migrate().await?;
+        Ok((Arc::new(store), report))
     } else if url.starts_with("sqlite:") {
         let store = SqliteStore::connect(url, options).await?;
-        store.migrate().await?;
-        Ok(Arc::new(store))
+        let report = store.migrate().await?;
+        Ok((Arc::new(store), report))
     } else {
         Err("the database URL must start with postgres://, postgresql:// or sqlite:".to_owned())
     }

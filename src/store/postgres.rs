@@ -18,8 +18,9 @@ use super::{
     last_administrator, replay, user_exists, user_not_found,
 };
 use crate::domain::{
-    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserEmails,
-    PortalUserName, Revision, Update, now_micros, require_portal_users,
+    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Email, PartnerId, PortalRole, PortalUser,
+    PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
+    email_key_of_stored, now_micros, rekey, require_portal_users,
 };
 use crate::error::Error;
 
@@ -155,7 +156,9 @@ impl PostgresStore {
         self.listener_reconnects.load(Ordering::Relaxed)
     }
 
-    pub async fn migrate(&self) -> Result<(), String> {
+    /// Applies the schema migrations, then recomputes the email keys that an
+    /// older release wrote (see `domain::rekey`).
+    pub async fn migrate(&self) -> Result<RekeyReport, String> {
         let mut migrator = sqlx::migrate!("migrations/postgres");
         // A release being rolled back (or an old replica restarting during a
         // rollout) meets migrations newer than itself. Migrations only ever
@@ -164,11 +167,78 @@ impl PostgresStore {
         migrator
             .run(&self.pool)
             .await
-            .map_err(|e| format!("PostgreSQL migration failed: {e}"))
+            .map_err(|e| format!("PostgreSQL migration failed: {e}"))?;
+        self.rekey_portal_users()
+            .await
+            .map_err(|e| format!("recomputing portal users' email keys failed: {e}"))
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    async fn rekey_portal_users(&self) -> Result<RekeyReport, Error> {
+        let mut tx = self.pool.begin().await.map_err(|e| to_error(&e, "begin"))?;
+        // Replicas starting together take turns; the second finds nothing left.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('partner-contacts rekey portal users'))",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "lock rekey"))?;
+        let rows: Vec<(String, uuid::Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT partner, id, email, create_time FROM portal_users
+             WHERE partner IN (SELECT partner FROM portal_users WHERE email_key_scheme < 2)
+             FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "read portal users to rekey"))?;
+        if rows.is_empty() {
+            return Ok(RekeyReport::default());
+        }
+        let users = rows
+            .into_iter()
+            .map(|(partner, id, email, create_time)| {
+                Ok(StoredUserKey {
+                    name: PortalUserName {
+                        partner: PartnerId::parse(&partner)
+                            .map_err(|_| super::internal("stored partner id is invalid"))?,
+                        id,
+                    },
+                    email,
+                    create_time,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let plan = rekey(users);
+        let partners: Vec<&str> = plan.iter().map(|r| r.name.partner.as_str()).collect();
+        let ids: Vec<uuid::Uuid> = plan.iter().map(|r| r.name.id).collect();
+        let keys: Vec<&str> = plan.iter().map(|r| r.key.as_str()).collect();
+        let shares: Vec<Option<uuid::Uuid>> = plan.iter().map(|r| r.shares_mailbox_with).collect();
+        // Out of the way first: a row's new key may be another row's old one.
+        sqlx::query(
+            "UPDATE portal_users u SET email_key = 'rekey:' || u.id::text
+             FROM UNNEST($1::text[], $2::uuid[]) AS v(partner, id)
+             WHERE u.partner = v.partner AND u.id = v.id",
+        )
+        .bind(&partners)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "clear old email keys"))?;
+        sqlx::query(
+            "UPDATE portal_users u
+             SET email_key = v.key, email_key_scheme = $5, shares_mailbox_with = v.shares
+             FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::uuid[]) AS v(partner, id, key, shares)
+             WHERE u.partner = v.partner AND u.id = v.id",
+        )
+        .bind(&partners)
+        .bind(&ids)
+        .bind(&keys)
+        .bind(&shares)
+        .bind(EMAIL_KEY_SCHEME)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "write new email keys"))?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(RekeyReport::of(&plan))
     }
 
     /// A transaction whose statements stop when the call's deadline passes:
@@ -210,7 +280,7 @@ impl PostgresStore {
                 "INSERT INTO update_requests (request_id, fingerprint, create_time)
                  VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING",
             )
-            .bind(key.id)
+            .bind(key.slot)
             .bind(key.fingerprint.as_slice())
             .bind(now_micros())
             .execute(&mut *tx)
@@ -222,7 +292,7 @@ impl PostgresStore {
                 let (fingerprint, response): (Vec<u8>, Option<String>) = sqlx::query_as(
                     "SELECT fingerprint, response::text FROM update_requests WHERE request_id = $1",
                 )
-                .bind(key.id)
+                .bind(key.slot)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| to_error(&e, "read request id"))?;
@@ -279,7 +349,7 @@ impl PostgresStore {
              ),
              recorded AS (
                  UPDATE update_requests SET response = $12::jsonb
-                 WHERE request_id = $9 AND EXISTS (SELECT 1 FROM written)
+                 WHERE request_id = $15 AND EXISTS (SELECT 1 FROM written)
              )
              {}",
             if self.notify {
@@ -303,6 +373,7 @@ impl PostgresStore {
             .bind(response)
             .bind(CHANNEL)
             .bind(change.encode())
+            .bind(request.map(|k| k.slot))
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| to_error(&e, "save contact info"))?;
@@ -383,32 +454,38 @@ async fn user_emails(
     conn: &mut PgConnection,
     partner: &PartnerId,
 ) -> Result<PortalUserEmails, Error> {
-    let keys: Vec<(String,)> =
-        sqlx::query_as("SELECT email_key FROM portal_users WHERE partner = $1")
+    // Keys are computed here from the addresses, not read from `email_key`:
+    // a row an older release wrote during a rollout holds an older key.
+    let emails: Vec<(String,)> =
+        sqlx::query_as("SELECT email FROM portal_users WHERE partner = $1")
             .bind(partner.as_str())
             .fetch_all(conn)
             .await
             .map_err(|e| to_error(&e, "read portal users"))?;
-    Ok(keys.into_iter().map(|(k,)| k).collect())
+    Ok(emails
+        .into_iter()
+        .map(|(e,)| email_key_of_stored(&e))
+        .collect())
 }
 
 /// Locks every portal user of `partner` (so that concurrent changes to the
-/// partner's users run one at a time) and returns their ids, roles and email keys.
+/// partner's users run one at a time) and returns their ids, roles and email
+/// keys (computed, as in `user_emails`).
 async fn lock_users(
     conn: &mut PgConnection,
     partner: &PartnerId,
 ) -> Result<Vec<(uuid::Uuid, PortalRole, String)>, Error> {
     let rows: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, role, email_key FROM portal_users WHERE partner = $1 ORDER BY id FOR UPDATE",
+        "SELECT id, role, email FROM portal_users WHERE partner = $1 ORDER BY id FOR UPDATE",
     )
     .bind(partner.as_str())
     .fetch_all(conn)
     .await
     .map_err(|e| to_error(&e, "lock portal users"))?;
     rows.into_iter()
-        .map(|(id, role, key)| {
+        .map(|(id, role, email)| {
             PortalRole::parse(&role)
-                .map(|r| (id, r, key))
+                .map(|r| (id, r, email_key_of_stored(&email)))
                 .ok_or_else(|| super::internal("stored role is invalid"))
         })
         .collect()
@@ -641,8 +718,9 @@ impl ContactStore for PostgresStore {
             update_time: now,
         };
         let inserted = sqlx::query(
-            "INSERT INTO portal_users (partner, id, email, email_key, role, create_time, update_time)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO portal_users
+                 (partner, id, email, email_key, role, create_time, update_time, email_key_scheme)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(partner.as_str())
         .bind(user.name.id)
@@ -651,6 +729,7 @@ impl ContactStore for PostgresStore {
         .bind(role.as_str())
         .bind(now)
         .bind(now)
+        .bind(EMAIL_KEY_SCHEME)
         .execute(&mut *tx)
         .await
         .map_err(|e| to_error(&e, "insert portal user"))?;

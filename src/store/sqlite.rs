@@ -16,8 +16,9 @@ use super::{
     internal, last_administrator, replay, user_exists, user_not_found,
 };
 use crate::domain::{
-    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserEmails,
-    PortalUserName, Revision, Update, now_micros, require_portal_users,
+    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Email, PartnerId, PortalRole, PortalUser,
+    PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
+    email_key_of_stored, now_micros, rekey, require_portal_users,
 };
 use crate::error::Error;
 
@@ -120,7 +121,9 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    pub async fn migrate(&self) -> Result<(), String> {
+    /// Applies the schema migrations, then recomputes the email keys that an
+    /// older release wrote (see `domain::rekey`).
+    pub async fn migrate(&self) -> Result<RekeyReport, String> {
         let mut migrator = sqlx::migrate!("migrations/sqlite");
         // A release being rolled back (or an old replica restarting during a
         // rollout) meets migrations newer than itself. Migrations only ever
@@ -129,7 +132,63 @@ impl SqliteStore {
         migrator
             .run(&self.pool)
             .await
-            .map_err(|e| format!("SQLite migration failed: {e}"))
+            .map_err(|e| format!("SQLite migration failed: {e}"))?;
+        self.rekey_portal_users()
+            .await
+            .map_err(|e| format!("recomputing portal users' email keys failed: {e}"))
+    }
+
+    async fn rekey_portal_users(&self) -> Result<RekeyReport, Error> {
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT partner, id, email, create_time FROM portal_users
+             WHERE partner IN (SELECT partner FROM portal_users WHERE email_key_scheme < 2)",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "read portal users to rekey"))?;
+        if rows.is_empty() {
+            return Ok(RekeyReport::default());
+        }
+        let users = rows
+            .into_iter()
+            .map(|(partner, id, email, created)| {
+                Ok(StoredUserKey {
+                    name: PortalUserName {
+                        partner: PartnerId::parse(&partner)
+                            .map_err(|_| internal("stored partner id is invalid"))?,
+                        id: parse_uuid(&id)?,
+                    },
+                    email,
+                    create_time: from_micros(created)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let plan = rekey(users);
+        // Out of the way first: a row's new key may be another row's old one.
+        sqlx::query(
+            "UPDATE portal_users SET email_key = 'rekey:' || id
+             WHERE partner IN (SELECT partner FROM portal_users WHERE email_key_scheme < 2)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "clear old email keys"))?;
+        for r in &plan {
+            sqlx::query(
+                "UPDATE portal_users SET email_key = ?3, email_key_scheme = ?4, shares_mailbox_with = ?5
+                 WHERE partner = ?1 AND id = ?2",
+            )
+            .bind(r.name.partner.as_str())
+            .bind(r.name.id.hyphenated().to_string())
+            .bind(&r.key)
+            .bind(EMAIL_KEY_SCHEME)
+            .bind(r.shares_mailbox_with.map(|u| u.hyphenated().to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "write new email key"))?;
+        }
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(RekeyReport::of(&plan))
     }
 
     /// IMMEDIATE takes the write lock up front: SQLite then runs writes one
@@ -146,31 +205,37 @@ async fn user_emails(
     conn: &mut SqliteConnection,
     partner: &PartnerId,
 ) -> Result<PortalUserEmails, Error> {
-    let keys: Vec<(String,)> =
-        sqlx::query_as("SELECT email_key FROM portal_users WHERE partner = ?1")
+    // Keys are computed here from the addresses, not read from `email_key`:
+    // a row an older release wrote during a rollout holds an older key.
+    let emails: Vec<(String,)> =
+        sqlx::query_as("SELECT email FROM portal_users WHERE partner = ?1")
             .bind(partner.as_str())
             .fetch_all(conn)
             .await
             .map_err(|e| to_error(&e, "read portal users"))?;
-    Ok(keys.into_iter().map(|(k,)| k).collect())
+    Ok(emails
+        .into_iter()
+        .map(|(e,)| email_key_of_stored(&e))
+        .collect())
 }
 
-/// Every portal user of `partner`: id, role and email key.
+/// Every portal user of `partner`: id, role and email key (computed, as in
+/// `user_emails`).
 async fn partner_users(
     conn: &mut SqliteConnection,
     partner: &PartnerId,
 ) -> Result<Vec<(uuid::Uuid, PortalRole, String)>, Error> {
     let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, role, email_key FROM portal_users WHERE partner = ?1")
+        sqlx::query_as("SELECT id, role, email FROM portal_users WHERE partner = ?1")
             .bind(partner.as_str())
             .fetch_all(conn)
             .await
             .map_err(|e| to_error(&e, "read portal users"))?;
     rows.into_iter()
-        .map(|(id, role, key)| {
+        .map(|(id, role, email)| {
             let role =
                 PortalRole::parse(&role).ok_or_else(|| internal("stored role is invalid"))?;
-            Ok((parse_uuid(&id)?, role, key))
+            Ok((parse_uuid(&id)?, role, email_key_of_stored(&email)))
         })
         .collect()
 }
@@ -297,7 +362,7 @@ impl ContactStore for SqliteStore {
             let recorded: Option<(Vec<u8>, Option<String>)> = sqlx::query_as(
                 "SELECT fingerprint, response FROM update_requests WHERE request_id = ?1",
             )
-            .bind(key.id.hyphenated().to_string())
+            .bind(key.slot.hyphenated().to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| to_error(&e, "read request id"))?;
@@ -365,7 +430,7 @@ impl ContactStore for SqliteStore {
                 "INSERT INTO update_requests (request_id, fingerprint, response, create_time)
                  VALUES (?1, ?2, ?3, ?4)",
             )
-            .bind(key.id.hyphenated().to_string())
+            .bind(key.slot.hyphenated().to_string())
             .bind(key.fingerprint.as_slice())
             .bind(encode_response(&next)?)
             .bind(next.update_time.timestamp_micros())
@@ -466,8 +531,9 @@ impl ContactStore for SqliteStore {
             update_time: now,
         };
         sqlx::query(
-            "INSERT INTO portal_users (partner, id, email, email_key, role, create_time, update_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO portal_users
+                 (partner, id, email, email_key, role, create_time, update_time, email_key_scheme)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .bind(partner.as_str())
         .bind(user.name.id.hyphenated().to_string())
@@ -476,6 +542,7 @@ impl ContactStore for SqliteStore {
         .bind(role.as_str())
         .bind(now.timestamp_micros())
         .bind(now.timestamp_micros())
+        .bind(EMAIL_KEY_SCHEME)
         .execute(&mut *tx)
         .await
         .map_err(|e| to_error(&e, "insert portal user"))?;

@@ -20,8 +20,8 @@ use crate::on_both_backends;
 const BIN: &str = env!("CARGO_BIN_EXE_partner-contacts");
 
 /// The binary, run in `dir`, with none of its settings inherited from the
-/// environment of the test run.
-fn binary(dir: &Path) -> Command {
+/// environment of the test run. Also used by the hostile-input suite.
+pub(crate) fn binary(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir);
     for (key, _) in std::env::vars_os() {
@@ -34,7 +34,7 @@ fn binary(dir: &Path) -> Command {
 }
 
 /// An auth config with the test HS256 secret, written to `dir/auth.toml`.
-fn write_auth_config(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn write_auth_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("auth.toml");
     std::fs::write(
         &path,
@@ -49,17 +49,17 @@ fn write_auth_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run partner-contacts")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `partner-contacts token ...args`: the printed token, after checking the
 /// call succeeded and printed exactly one compact JWT.
-fn mint(dir: &Path, config: &Path, args: &[&str]) -> String {
+pub(crate) fn mint(dir: &Path, config: &Path, args: &[&str]) -> String {
     let out = run(binary(dir)
         .arg("token")
         .arg("--auth-config")

@@ -5,7 +5,7 @@ mod language;
 mod phone;
 
 pub use display_name::DisplayName;
-pub use email::Email;
+pub use email::{Email, key_of_stored as email_key_of_stored};
 pub use language::LanguageCode;
 pub use phone::PhoneNumber;
 use serde::{Deserialize, Serialize};

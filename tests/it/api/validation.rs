@@ -294,12 +294,13 @@ async fn bad_days_are_invalid(backend: Backend) {
         );
     }
     expect_code(get(&mut c, PROD).await, Code::NotFound);
-    // All seven days, in any order, are fine.
+    // All seven days, in any order, are fine; they are kept in week order,
+    // so that one set of days is one value whichever order it was sent in.
     let all: Vec<i32> = (1..=7).rev().collect();
     let saved = save(&mut c, with_days(all.clone())).await;
     assert_eq!(
         saved.operational_support.expect("support").windows[0].days,
-        all
+        (1..=7).collect::<Vec<i32>>()
     );
 }
 
@@ -307,7 +308,7 @@ async fn operational_support_rules(backend: Backend) {
     let server = server(backend).await;
     let mut c = server.client.clone();
 
-    // Valid forms round-trip unchanged.
+    // Valid forms in canonical form round-trip unchanged.
     for support in [
         always_open(),
         windows(vec![window(
@@ -324,7 +325,7 @@ async fn operational_support_rules(backend: Backend) {
                 "24:00",
             ),
             window("Asia/Tokyo", &weekdays(), "09:00", "18:00"),
-            window("UTC", &[pb::DayOfWeek::Sunday], "23:59", "00:00"),
+            window("Etc/UTC", &[pb::DayOfWeek::Sunday], "23:59", "24:00"),
         ]),
         None,
     ] {
@@ -332,6 +333,26 @@ async fn operational_support_rules(backend: Backend) {
         assert_eq!(saved.operational_support, support);
         assert_eq!(fetch(&mut c, PROD).await, saved);
     }
+    // Other ways of writing the same windows are saved in that form.
+    let saved = save(
+        &mut c,
+        with_support(windows(vec![window(
+            "UTC",
+            &[pb::DayOfWeek::Sunday],
+            "23:59",
+            "00:00",
+        )])),
+    )
+    .await;
+    assert_eq!(
+        saved.operational_support,
+        windows(vec![window(
+            "Etc/UTC",
+            &[pb::DayOfWeek::Sunday],
+            "23:59",
+            "24:00"
+        )])
+    );
 
     let w = |open: &str, close: &str| window("Europe/Zurich", &weekdays(), open, close);
     let invalid: Vec<(Option<pb::OperationalSupport>, Vec<String>)> = vec![

@@ -421,6 +421,7 @@ pub fn hs256_config() -> AuthConfig {
             hs256_secret_file: None,
             jwks_file: None,
             leeway_seconds: 0,
+            max_token_lifetime_seconds: auth::DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
         }),
         mtls: None,
     }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use partner_contacts::domain::{
     Contact, ContactFields, ContactInfo, ContactInfoName, DisplayName, Email, Environment, Field,
     FieldSet, LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, PortalRole,
-    SupportWindow, Update, Weekday,
+    SupportWindow, TimeZoneName, Update, Weekday,
 };
 use partner_contacts::error::{Error, InvalidReason};
 use partner_contacts::store::{self, DynStore, RequestKey, StoreOptions};
@@ -52,18 +52,20 @@ pub(crate) fn complete_fields() -> ContactFields {
         platform_operational_contacts: vec![contact("escalations@example.com")],
         user_facing_operational_contacts: vec![contact("Support@Example.com")],
         operational_support: Some(OperationalSupport::Windows(vec![
-            SupportWindow {
-                time_zone: "America/Los_Angeles".into(),
-                days: vec![Weekday::Monday, Weekday::Friday],
-                open_time: LocalTime::parse("22:00", false).expect("time"),
-                close_time: LocalTime::parse("02:00", true).expect("time"),
-            },
-            SupportWindow {
-                time_zone: "Europe/Zurich".into(),
-                days: vec![Weekday::Sunday],
-                open_time: LocalTime::parse("00:00", false).expect("time"),
-                close_time: LocalTime::parse("24:00", true).expect("time"),
-            },
+            SupportWindow::new(
+                TimeZoneName::parse("America/Los_Angeles").expect("zone"),
+                vec![Weekday::Monday, Weekday::Friday],
+                LocalTime::parse("22:00", false).expect("time"),
+                LocalTime::parse("02:00", true).expect("time"),
+            )
+            .expect("window"),
+            SupportWindow::new(
+                TimeZoneName::parse("Europe/Zurich").expect("zone"),
+                vec![Weekday::Sunday],
+                LocalTime::parse("00:00", false).expect("time"),
+                LocalTime::parse("24:00", true).expect("time"),
+            )
+            .expect("window"),
         ])),
     }
 }
@@ -77,11 +79,13 @@ pub(crate) fn replace_all(n: &ContactInfoName, fields: ContactFields) -> Update 
     }
 }
 
+/// A request key of partner `acme`'s.
 pub(crate) fn key(seed: u8) -> RequestKey {
-    RequestKey {
-        id: uuid::Uuid::new_v4(),
-        fingerprint: [seed; 32],
-    }
+    key_of("acme", uuid::Uuid::new_v4(), seed)
+}
+
+pub(crate) fn key_of(partner: &str, id: uuid::Uuid, seed: u8) -> RequestKey {
+    RequestKey::new(&PartnerId::parse(partner).expect("partner"), id, [seed; 32])
 }
 
 /// A fresh store where partner `acme` has the portal users that
@@ -306,10 +310,7 @@ async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
         .update(&replace_all(&n, complete_fields()), Some(&k), ACTOR)
         .await
         .expect("first");
-    let reused = RequestKey {
-        id: k.id,
-        fingerprint: [2; 32],
-    };
+    let reused = key_of("acme", k.id, 2);
     let err = t
         .store
         .update(
@@ -327,6 +328,58 @@ async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(1));
+}
+
+/// A request id is the partner's own: another partner sending the same id
+/// (by chance, or to probe which ids were used) gets an ordinary save.
+async fn request_ids_are_scoped_to_the_partner(backend: Backend) {
+    let t = acme_store(backend).await;
+    let id = uuid::Uuid::new_v4();
+    let acme = t
+        .store
+        .update(
+            &replace_all(&prod("acme"), complete_fields()),
+            Some(&key_of("acme", id, 1)),
+            ACTOR,
+        )
+        .await
+        .expect("acme");
+    let other = prod("globex");
+    let theirs = ContactFields {
+        technical_emergency_contacts: complete_fields().technical_emergency_contacts,
+        ..ContactFields::default()
+    };
+    let first = t
+        .store
+        .update(
+            &replace_all(&other, theirs.clone()),
+            Some(&key_of("globex", id, 2)),
+            ACTOR,
+        )
+        .await
+        .expect("the same id for another partner is a new request");
+    assert_eq!(first.name, other);
+    assert_eq!(first.revision, 1);
+    assert_eq!(first.fields, theirs);
+    // Each partner's retry still answers with its own first result.
+    let retry = t
+        .store
+        .update(
+            &replace_all(&other, theirs),
+            Some(&key_of("globex", id, 2)),
+            ACTOR,
+        )
+        .await
+        .expect("retry");
+    assert_eq!(retry, first);
+    assert_eq!(get(&t.store, &prod("acme")).await, Some(acme));
+    let history = t
+        .store
+        .list_revisions(&other, None, 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].request_id, Some(id));
 }
 
 async fn concurrent_retries_save_once(backend: Backend) {
@@ -428,6 +481,7 @@ on_both_backends!(
     concurrent_unconditional_creates_lose_nothing,
     request_id_retry_returns_first_result_without_saving,
     request_id_reused_for_another_request_is_invalid,
+    request_ids_are_scoped_to_the_partner,
     concurrent_retries_save_once,
     failed_update_does_not_consume_its_request_id,
     purged_request_ids_are_forgotten,
