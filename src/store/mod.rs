@@ -393,7 +393,8 @@ impl UserRow {
                     .map_err(|_| internal("stored partner id is invalid"))?,
                 id: self.id,
             },
-            email: Email::parse(&self.email).map_err(|_| internal("stored email is invalid"))?,
+            email: Email::parse_stored(self.email)
+                .map_err(|_| internal("stored email is invalid"))?,
             role: PortalRole::parse(&self.role)
                 .ok_or_else(|| internal("stored role is invalid"))?,
             create_time: self.create_time,

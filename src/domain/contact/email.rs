@@ -30,10 +30,11 @@ const MAX_LOCAL_PART_OCTETS: usize = 64;
 const INVALID: &str = "must be a valid email address";
 const LOOK_ALIKE: &str = "must not contain invisible characters, characters that only look like others, or letters of several scripts in one part";
 
-/// Keys of stored addresses that today's rules refuse start with this. It
-/// holds a character no accepted address can hold, so such a key never
-/// equals the key of an accepted address.
-const LEGACY_KEY_PREFIX: &str = "\u{0}legacy:";
+/// Keys of stored non-ASCII addresses that today's rules refuse start with
+/// this. It holds a space, which no accepted address's key holds, so such a
+/// key never equals the key of an accepted address (and PostgreSQL's text
+/// takes it, which it would not a NUL).
+const LEGACY_KEY_PREFIX: &str = "refused address: ";
 
 /// An email address, kept as given (it is what the partner typed and what mail
 /// is sent to); compared by [`Email::comparison_key`].

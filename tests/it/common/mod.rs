@@ -171,13 +171,15 @@ pub async fn store(backend: Backend) -> TestStore {
     store_with(backend, StoreOptions::default(), |url| url.to_owned()).await
 }
 
-/// A fresh store opened with `options` through the URL `route` makes of the
-/// real one (e.g. through a proxy).
-pub async fn store_with(
-    backend: Backend,
-    options: StoreOptions,
-    route: impl FnOnce(&str) -> String,
-) -> TestStore {
+/// A fresh database that nothing has opened yet (no schema), removed when
+/// dropped: for tests that shape it first, e.g. as an older release left it.
+pub struct EmptyDatabase {
+    pub backend: Backend,
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+pub async fn empty_database(backend: Backend) -> EmptyDatabase {
     let (url, cleanup) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -186,14 +188,62 @@ pub async fn store_with(
         }
         Backend::Postgres => fresh_pg_database().await,
     };
-    let url = route(&url);
+    EmptyDatabase {
+        backend,
+        url,
+        cleanup,
+    }
+}
+
+impl EmptyDatabase {
+    /// Opens (and so migrates) it, with what the migration reported.
+    pub async fn open(self) -> (TestStore, partner_contacts::domain::RekeyReport) {
+        let (store, report) = store::open_reporting(&self.url, &StoreOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("open {:?} store: {e}", self.backend));
+        (
+            TestStore {
+                store,
+                url: self.url,
+                _cleanup: self.cleanup,
+            },
+            report,
+        )
+    }
+}
+
+/// Opens `t`'s database again, as a restarted replica would, with what the
+/// migration reported this time. `t` cleans up.
+pub async fn store_reopened(t: &TestStore) -> (TestStore, partner_contacts::domain::RekeyReport) {
+    let (store, report) = store::open_reporting(&t.url, &StoreOptions::default())
+        .await
+        .expect("reopen");
+    (
+        TestStore {
+            store,
+            url: t.url.clone(),
+            _cleanup: Cleanup::Nothing,
+        },
+        report,
+    )
+}
+
+/// A fresh store opened with `options` through the URL `route` makes of the
+/// real one (e.g. through a proxy).
+pub async fn store_with(
+    backend: Backend,
+    options: StoreOptions,
+    route: impl FnOnce(&str) -> String,
+) -> TestStore {
+    let db = empty_database(backend).await;
+    let url = route(&db.url);
     let store = store::open(&url, &options)
         .await
         .unwrap_or_else(|e| panic!("open {backend:?} store: {e}"));
     TestStore {
         store,
         url,
-        _cleanup: cleanup,
+        _cleanup: db.cleanup,
     }
 }
 
