@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use partner_contacts::api::convert::parse_update;
+use partner_contacts::domain::{DisplayName, Email};
 use partner_contacts::fuzzing;
 use partner_contacts::pb::{self, DayOfWeek};
 use prost::Message;
@@ -12,6 +13,7 @@ use prost::Message;
 /// Fewer files than this means the corpus went missing, not that it shrank.
 const MIN_UPDATE_REQUEST_FILES: usize = 20;
 const MIN_RESOURCE_NAME_FILES: usize = 25;
+const MIN_CONTACT_TEXT_FILES: usize = 30;
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,6 +60,15 @@ fn resource_name_corpus_replays() {
     );
 }
 
+#[test]
+fn contact_text_corpus_replays() {
+    let files = replay("contact_text", fuzzing::contact_text);
+    assert!(
+        files >= MIN_CONTACT_TEXT_FILES,
+        "only {files} files in fuzz/corpus/contact_text"
+    );
+}
+
 /// The committed seeds are what the generator below writes, and each one is
 /// accepted or refused as its name says.
 #[test]
@@ -73,6 +84,21 @@ fn seeds_are_current_and_mean_what_they_say() {
             committed == req.encode_to_vec(),
             "{file} is stale: regenerate with `WRITE_SEED_CORPUS=1 cargo test --test fuzz_corpus`"
         );
+    }
+    for (file, text, valid_email, valid_name) in contact_text_seeds() {
+        assert_eq!(
+            Email::parse(text).is_ok(),
+            valid_email,
+            "{file} as an email"
+        );
+        assert_eq!(
+            DisplayName::parse(text).is_ok(),
+            valid_name,
+            "{file} as a name"
+        );
+        let path = corpus_dir("contact_text").join(file);
+        let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(committed == text.as_bytes(), "{file} is stale");
     }
     for (file, name) in name_seeds() {
         let path = corpus_dir("resource_name").join(file);
@@ -491,4 +517,88 @@ fn write_seed_corpus() {
     for (file, name) in name_seeds() {
         std::fs::write(corpus_dir("resource_name").join(file), name).expect("write seed");
     }
+    let dir = corpus_dir("contact_text");
+    std::fs::create_dir_all(&dir).expect("corpus dir");
+    for (file, text, _, _) in contact_text_seeds() {
+        std::fs::write(dir.join(file), text).expect("write seed");
+    }
+}
+
+/// (file name, text, accepted as an email, accepted as a display name): the
+/// attacks of the hostile-input suite and the forms that must stay welcome.
+fn contact_text_seeds() -> Vec<(&'static str, &'static str, bool, bool)> {
+    vec![
+        ("ascii_email", "ops@example.com", true, true),
+        (
+            "mixed_case_email",
+            "Ops.Team+alerts@Example.CO.uk",
+            true,
+            true,
+        ),
+        ("idn_unicode", "info@bücher.example", true, true),
+        ("idn_ascii", "INFO@xn--BCHER-kva.example", true, true),
+        (
+            "greek_local_and_domain",
+            "δοκιμή@παράδειγμα.δοκιμή",
+            true,
+            true,
+        ),
+        ("cjk_address", "用户@例子.广告", true, true),
+        ("kelvin_sign", "\u{212A}im@acme.example", false, true),
+        ("angstrom_sign", "\u{212B}sa@acme.example", false, true),
+        ("decomposed_a_ring", "A\u{30A}sa@acme.example", false, true),
+        ("fullwidth_local", "\u{FF4B}im@acme.example", false, true),
+        ("fullwidth_domain", "kim@\u{FF41}cme.example", false, true),
+        ("cyrillic_mix_local", "\u{43A}im@acme.example", false, true),
+        ("cyrillic_mix_domain", "kim@a\u{441}me.example", false, true),
+        ("zero_width_space", "k\u{200B}im@acme.example", false, false),
+        (
+            "zero_width_joiner",
+            "kim\u{200D}@acme.example",
+            false,
+            false,
+        ),
+        (
+            "rtl_override_email",
+            "k\u{202E}mi@acme.example",
+            false,
+            false,
+        ),
+        ("c1_next_line", "k\u{85}im@acme.example", false, false),
+        ("soft_hyphen", "k\u{AD}im@acme.example", false, false),
+        (
+            "ideographic_full_stop",
+            "kim@acme\u{3002}example",
+            false,
+            true,
+        ),
+        ("quoted_local", "\"kim\"@acme.example", false, true),
+        (
+            "quoted_with_at",
+            "\"kim@acme.example\"@evil.example",
+            false,
+            true,
+        ),
+        ("display_text", "Ops <ops@example.com>", false, true),
+        ("domain_literal", "ops@[127.0.0.1]", false, true),
+        ("no_tld", "ops@localhost", false, true),
+        ("name_plain", "Acme Support", false, true),
+        ("name_scripts", "Zoë Łukasz-Ōta 山田 太郎 🚨", false, true),
+        ("name_decomposed", "Zoe\u{308}", false, true),
+        ("name_rtl_override", "Acme \u{202E}troppuS", false, false),
+        ("name_isolate", "Acme \u{2067}x\u{2069}", false, false),
+        ("name_line_separator", "Acme\u{2028}Bcc: x", false, false),
+        ("name_crlf", "Acme\r\nBcc: x", false, false),
+        ("name_hangul_filler", "Acme\u{3164}", false, false),
+        ("name_tag_character", "Acme\u{E0041}", false, false),
+        ("name_no_break_space", "Acme\u{A0}Support", false, false),
+        (
+            "name_mark_tower",
+            "A\u{301}\u{300}\u{302}\u{303}\u{304}\u{306}",
+            false,
+            false,
+        ),
+        ("name_leading_space", " Acme", false, false),
+        ("empty", "", false, false),
+    ]
 }
