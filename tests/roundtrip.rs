@@ -86,14 +86,18 @@ fn phone() -> impl Strategy<Value = PhoneNumber> {
 fn contact() -> impl Strategy<Value = Contact> {
     (
         email(),
-        // Empty means "not given" on the wire, so a given name is not empty.
-        proptest::option::of("[^\\p{Cc}]{1,100}"),
+        // Empty means "not given" on the wire, so a given name is not empty;
+        // visible text in any script (DisplayName's rules), stored in NFC.
+        proptest::option::of(
+            "[\\p{L}\\p{N}\\p{P}\\p{S}]([\\p{L}\\p{N}\\p{P}\\p{S}\\p{M} ]{0,98}[\\p{L}\\p{N}\\p{P}\\p{S}])?"
+                .prop_filter_map("a name DisplayName accepts", |n| DisplayName::parse(&n).ok()),
+        ),
         proptest::option::of(phone()),
         proptest::option::of(prop::sample::select(LANGUAGES.to_vec())),
     )
         .prop_map(|(email, name, phone, language)| Contact {
             email,
-            display_name: name.map(|n| DisplayName::parse(&n).expect("generated display name")),
+            display_name: name,
             phone_number: phone,
             language_code: language.map(|l| LanguageCode::parse(l).expect("language")),
         })

@@ -711,9 +711,14 @@ mod tests {
         let saved = update.apply(None, now).expect("apply");
         let out = contact_info_to_pb(&saved, ReadView::Full);
 
+        // What comes back is the canonical form: E.164 phones, days in week
+        // order, zone aliases by their canonical name.
         let mut want = input;
         want.alert_contacts[0].phone_number = "+16502530000".into();
         want.technical_non_emergency_contacts[0].phone_number = "+41446681800".into();
+        let windows = &mut want.operational_support.as_mut().expect("support").windows;
+        windows[1].days = vec![pb::DayOfWeek::Saturday as i32, pb::DayOfWeek::Sunday as i32];
+        windows[2].time_zone = "Etc/UTC".into();
         want.etag = saved.etag.clone();
         want.create_time = Some(timestamp(now));
         want.update_time = Some(timestamp(now));

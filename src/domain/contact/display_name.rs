@@ -79,19 +79,7 @@ impl DisplayName {
     }
 }
 
-impl TryFrom<String> for DisplayName {
-    type Error = &'static str;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse_stored(s)
-    }
-}
-
-impl From<DisplayName> for String {
-    fn from(d: DisplayName) -> Self {
-        d.0
-    }
-}
+super::stored_as_string!(DisplayName);
 
 fn visible(c: char) -> bool {
     !matches!(

@@ -61,19 +61,7 @@ impl LanguageCode {
     }
 }
 
-impl TryFrom<String> for LanguageCode {
-    type Error = &'static str;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse_stored(s)
-    }
-}
-
-impl From<LanguageCode> for String {
-    fn from(l: LanguageCode) -> Self {
-        l.0
-    }
-}
+super::stored_as_string!(LanguageCode);
 
 /// RFC 5646 section 2.2: the ranges reserved for private use.
 fn is_private_use(tag: &LanguageTag) -> bool {

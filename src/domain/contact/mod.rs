@@ -1,4 +1,26 @@
 //! A contact (email, name, phone, language) and the validated newtypes it is made of.
+/// Serde for a newtype over `String` whose stored form is its text: read back
+/// through `parse_stored` (today's rules or those it was saved under), never
+/// around them.
+macro_rules! stored_as_string {
+    ($t:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = &'static str;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse_stored(s)
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(v: $t) -> Self {
+                v.0
+            }
+        }
+    };
+}
+use stored_as_string;
+
 mod display_name;
 mod email;
 mod language;
@@ -7,7 +29,7 @@ mod phone;
 pub use display_name::DisplayName;
 pub use email::{Email, key_of_stored as email_key_of_stored};
 pub use language::LanguageCode;
-pub use phone::PhoneNumber;
+pub use phone::{PhoneNumber, warm_up_validation};
 use serde::{Deserialize, Serialize};
 
 pub const MAX_EMAIL_CHARS: usize = 254;
