@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::server::Limits;
 use crate::store::StoreOptions;
+pub use crate::telemetry::LogFormat;
+use crate::telemetry::LogOptions;
 
 /// Where the embedded default keeps its data, relative to the working directory.
 pub const DEFAULT_SQLITE_PATH: &str = "data/partner-contacts.sqlite3";
@@ -268,14 +270,6 @@ impl Cli {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// Log filter, e.g. `info` or `partner_contacts=debug,info` (tracing EnvFilter syntax).
@@ -290,6 +284,15 @@ pub struct LogArgs {
     /// Log line format.
     #[arg(long, env = "PARTNER_CONTACTS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    pub fn options(&self) -> LogOptions {
+        LogOptions {
+            filter: self.log_level.clone(),
+            format: self.log_format,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,13 +15,14 @@ use tonic::transport::ServerTlsConfig;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Spans go to an OTLP collector only when the environment names one.
-    let telemetry = match telemetry::otel::from_env().and_then(|t| telemetry::init(&cli.log, t)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("partner-contacts: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let telemetry =
+        match telemetry::otel::from_env().and_then(|t| telemetry::init(&cli.log.options(), t)) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("partner-contacts: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     if telemetry.exporting() {
         tracing::info!("exporting traces over OTLP");
     }
@@ -74,7 +75,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         return Ok(());
     }
+    // Compiles every country's phone number patterns on a blocking thread
+    // while the store opens, and before listening, so that no request pays
+    // for it (bench/VALIDATION.md).
+    let warm_up = tokio::task::spawn_blocking(partner_contacts::domain::warm_up_validation);
     let store = store::open(&url, &cli.store_options()).await?;
+    warm_up
+        .await
+        .map_err(|e| format!("phone number validation warm-up failed: {e}"))?;
 
     let listener = tokio::net::TcpListener::bind(cli.serve.listen)
         .await

@@ -18,9 +18,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
-use partner_contacts::config::{LogArgs, LogFormat};
 use partner_contacts::pb;
 use partner_contacts::telemetry;
+use partner_contacts::telemetry::{LogFormat, LogOptions};
 
 use crate::common::{Backend, TestServer};
 
@@ -106,9 +106,9 @@ async fn calls_are_exported_as_spans_that_continue_the_callers_trace() {
     );
     let provider = telemetry::otel::provider(Some(&format!("http://{addr}"))).expect("provider");
     let telemetry = telemetry::init(
-        &LogArgs {
-            log_level: "warn".into(),
-            log_format: LogFormat::Text,
+        &LogOptions {
+            filter: "warn".into(),
+            format: LogFormat::Text,
         },
         Some(provider),
     )

@@ -5,7 +5,7 @@
 //! probes keep answering under any load.
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tonic::server::NamedService;
 use tonic::{Code, Status};
 
 use crate::deadline;
+use crate::telemetry::GuardCounters;
 
 /// Limits of the guard; see the README's configuration table.
 #[derive(Debug, Clone)]
@@ -42,16 +43,6 @@ impl Default for Limits {
             max_connection_age: None,
         }
     }
-}
-
-/// Calls the guard turned away, by reason, and connections accepted; for
-/// metrics and tests.
-#[derive(Debug, Default)]
-pub struct GuardCounters {
-    pub shed: AtomicU64,
-    pub deadline_exceeded: AtomicU64,
-    pub too_large: AtomicU64,
-    pub connections: AtomicU64,
 }
 
 /// Our deadline fires this much before the caller's (a tenth of short

@@ -3,7 +3,8 @@
 mod guard;
 mod observe;
 
-pub use guard::{GuardCounters, Limits};
+pub use crate::telemetry::GuardCounters;
+pub use guard::Limits;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

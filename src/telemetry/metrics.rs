@@ -1,6 +1,7 @@
 //! Prometheus metrics, served on their own HTTP port (`--metrics-listen`):
 //! calls by method and code, latency, calls in flight, the database pool, the
 //! read cache, the change listener and what the guard refused.
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,7 +13,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::server::GuardCounters;
 use crate::store::CachedStore;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,6 +24,17 @@ struct CallLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
     grpc_method: &'static str,
+}
+
+/// What the server's guard turned away, by reason, and the connections it
+/// accepted: bumped by the guard, read by the metrics (and tests). Kept here,
+/// below the server, so that telemetry never imports the server.
+#[derive(Debug, Default)]
+pub struct GuardCounters {
+    pub shed: AtomicU64,
+    pub deadline_exceeded: AtomicU64,
+    pub too_large: AtomicU64,
+    pub connections: AtomicU64,
 }
 
 /// The process's metrics. Cheap to update from any thread.

@@ -8,12 +8,27 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
-use crate::config::{LogArgs, LogFormat};
-
 pub mod metrics;
 pub mod otel;
 
-pub use metrics::Metrics;
+pub use metrics::{GuardCounters, Metrics};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What the log shows and how (the command line's `--log-*` flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    /// tracing EnvFilter syntax, e.g. `info` or `partner_contacts=debug,info`.
+    pub filter: String,
+    pub format: LogFormat,
+}
 
 /// Keeps the trace exporter running; `shutdown` flushes what is buffered.
 #[derive(Debug, Default)]
@@ -38,15 +53,15 @@ impl Telemetry {
 /// Installs the process's log output and, when `tracer` is given, span
 /// export. Call once, inside the Tokio runtime.
 pub fn init(
-    args: &LogArgs,
+    args: &LogOptions,
     tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(&args.log_level)
-        .map_err(|e| format!("invalid --log-level {:?}: {e}", args.log_level))?;
+    let filter = EnvFilter::try_new(&args.filter)
+        .map_err(|e| format!("invalid --log-level {:?}: {e}", args.filter))?;
     // Colour only for a person at a terminal: escape codes in collected log
     // files are noise.
     let ansi = std::io::stderr().is_terminal();
-    let logs = match args.log_format {
+    let logs = match args.format {
         LogFormat::Text => fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
