@@ -93,6 +93,23 @@ pub enum Error {
     /// A fault a retry will not fix. `detail` is safe to log.
     #[error("internal error: {detail}")]
     Internal { detail: String },
+    /// The server is at its limit of calls in flight: the call was shed
+    /// before it started.
+    #[error("the server is at its limit of calls in flight; retry with backoff")]
+    Overloaded,
+    /// The request message is larger than the server accepts.
+    #[error("the request is larger than the {limit_kib} KiB this service accepts")]
+    RequestTooLarge { limit_kib: usize },
+    /// The call's deadline passed while it was being served.
+    #[error("the call's deadline passed before it finished; nothing more is done for it")]
+    DeadlineExceeded,
+    /// A WatchContacts consumer fell further behind than its stream buffers.
+    #[error("the consumer fell behind; resubscribe")]
+    WatchConsumerTooSlow,
+    /// The server is draining: open streams end with this, while unary calls
+    /// in flight finish.
+    #[error("the server is shutting down; resubscribe")]
+    ShuttingDown,
 }
 
 impl Error {

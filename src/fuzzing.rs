@@ -4,7 +4,10 @@ use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::api::{convert, status};
+use crate::api::convert;
+use crate::api::status::{
+    self, ENCODED_DETAILS_MAX_BYTES, MESSAGE_BUDGET_BYTES, TRAILERS_LIMIT_BYTES,
+};
 use crate::domain::{
     ContactFields, ContactInfoName, DisplayName, Email, Field, PortalUserName, ReadView, Update,
     parse_partner_parent, partner_segment,
@@ -12,14 +15,6 @@ use crate::domain::{
 use crate::error::{Error, MAX_VIOLATIONS, MORE_VIOLATIONS};
 use crate::pb;
 
-/// `api::status` keeps a status under 6 KiB of details plus 1 KiB of message
-/// (its budgets are private there); its own test allows 512 bytes of
-/// protobuf framing on top. Mirrored here: keep the three in step.
-const STATUS_MESSAGE_MAX_BYTES: usize = 1024;
-const STATUS_DETAILS_MAX_BYTES: usize = 6 * 1024 + STATUS_MESSAGE_MAX_BYTES + 512;
-/// What those budgets protect: hyper's client refuses a header block (the
-/// trailers) over 16 KiB, counting each field as name + value + 32 bytes.
-const TRAILERS_MAX_BYTES: usize = 16 * 1024;
 /// An error about a resource name explains the expected form; past this it
 /// would be repeating the input.
 const NAME_ERROR_MAX_BYTES: usize = 512;
@@ -171,12 +166,12 @@ fn check_refused(req: &pb::UpdateContactsRequest, err: Error) {
     let status = status::to_status(err);
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
-        status.message().len() <= STATUS_MESSAGE_MAX_BYTES,
+        status.message().len() <= MESSAGE_BUDGET_BYTES,
         "message of {} bytes",
         status.message().len()
     );
     assert!(
-        status.details().len() <= STATUS_DETAILS_MAX_BYTES,
+        status.details().len() <= ENCODED_DETAILS_MAX_BYTES,
         "details of {} bytes",
         status.details().len()
     );
@@ -196,13 +191,14 @@ fn check_refused(req: &pb::UpdateContactsRequest, err: Error) {
     }
 
     let response = status.into_http::<()>();
+    // Counted as hyper's client counts a header block.
     let trailers: usize = response
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 32)
         .sum();
     assert!(
-        trailers <= TRAILERS_MAX_BYTES,
+        trailers <= TRAILERS_LIMIT_BYTES,
         "trailers of {trailers} bytes"
     );
 }

@@ -3,7 +3,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use super::{ContactsApi, convert, paging};
-use crate::domain::{Principal, now_micros, require_portal_users};
+use crate::domain::{Principal, Revision, now_micros};
 use crate::error::{Error, FieldViolation, join_checks};
 use crate::pb;
 use crate::store::{ContactStore, RequestKey};
@@ -39,11 +39,11 @@ pub(super) async fn update(
     let view = principal.read_view();
     if req.validate_only {
         let current = api.store.get(&update.name).await?;
-        let fields = update.merge_onto(current.as_ref())?;
-        if update.names_alert_contacts(&fields) {
-            let users = api.store.portal_user_emails(&update.name.partner).await?;
-            require_portal_users(&fields, &users)?;
-        }
+        let users = match update.needs_portal_users() {
+            true => Some(api.store.portal_user_emails(&update.name.partner).await?),
+            false => None,
+        };
+        let fields = update.checked_fields(current.as_ref(), users.as_ref())?;
         return Ok(convert::preview_to_pb(
             &update.name,
             &fields,
@@ -134,30 +134,24 @@ pub(super) async fn list_revisions(
         convert::parse_name(&req.name),
         paging::page_size(req.page_size),
     )?;
-    let before = if req.page_token.is_empty() {
-        None
-    } else {
-        let cursor = paging::decode_token(&req.page_token, REVISIONS_TOKEN, &req.name)?;
-        Some(cursor.parse::<i64>().map_err(|_| {
-            Error::invalid_field("page_token", "is not a page token of this request")
-        })?)
-    };
-    // One extra row tells whether another page follows.
-    let mut revisions = api.store.list_revisions(&name, before, size + 1).await?;
-    let next_page_token = if revisions.len() > size {
-        revisions.truncate(size);
-        revisions.last().map_or_else(String::new, |r| {
-            paging::encode_token(REVISIONS_TOKEN, &req.name, &r.info.revision.to_string())
-        })
-    } else {
-        String::new()
-    };
+    let before = paging::start_of_page(&req.page_token, REVISIONS_TOKEN, &req.name, |c| {
+        c.parse::<i64>().ok()
+    })?;
+    let page = paging::fetch_page(
+        size,
+        REVISIONS_TOKEN,
+        &req.name,
+        |limit| api.store.list_revisions(&name, before, limit),
+        |r: &Revision| r.info.revision.to_string(),
+    )
+    .await?;
     let view = principal.read_view();
     Ok(pb::ListContactInfoRevisionsResponse {
-        revisions: revisions
+        revisions: page
+            .items
             .iter()
             .map(|r| convert::revision_to_pb(r, view))
             .collect(),
-        next_page_token,
+        next_page_token: page.next_page_token,
     })
 }

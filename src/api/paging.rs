@@ -1,4 +1,7 @@
-//! AIP-158 paging: page sizes and opaque page tokens bound to their request.
+//! AIP-158 paging: page sizes, opaque page tokens bound to their request,
+//! and fetching one page.
+use std::future::Future;
+
 use crate::error::{Error, FieldViolation};
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -48,6 +51,59 @@ pub fn decode_token(token: &str, kind: &str, scope: &str) -> Result<String, Erro
     }
 }
 
+/// Where a page starts: `None` for the first page (no token), else the
+/// cursor that `parse` reads from a token of this `kind` and `scope`.
+pub fn start_of_page<C>(
+    token: &str,
+    kind: &str,
+    scope: &str,
+    parse: impl FnOnce(&str) -> Option<C>,
+) -> Result<Option<C>, Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let cursor = decode_token(token, kind, scope)?;
+    parse(&cursor)
+        .map(Some)
+        .ok_or_else(|| Error::invalid_field("page_token", "is not a page token of this request"))
+}
+
+/// One page of a list response, and the token of the next page (empty on
+/// the last one).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+/// Fetches a page of `size` items with `fetch(limit)`. One item more is asked
+/// for: whether it comes back tells that another page follows, without a
+/// count. The next token resumes after the last item kept (`cursor_of`).
+pub async fn fetch_page<T, F>(
+    size: usize,
+    kind: &str,
+    scope: &str,
+    fetch: impl FnOnce(usize) -> F,
+    cursor_of: impl FnOnce(&T) -> String,
+) -> Result<Page<T>, Error>
+where
+    F: Future<Output = Result<Vec<T>, Error>>,
+{
+    let mut items = fetch(size + 1).await?;
+    let next_page_token = if items.len() > size {
+        items.truncate(size);
+        items.last().map_or_else(String::new, |last| {
+            encode_token(kind, scope, &cursor_of(last))
+        })
+    } else {
+        String::new()
+    };
+    Ok(Page {
+        items,
+        next_page_token,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +131,35 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_page_asks_for_one_more_and_resumes_after_its_last_item() {
+        let listed = |n: usize| async move { Ok((0..n.min(5)).collect::<Vec<usize>>()) };
+        let page = fetch_page(3, "k", "s", listed, |i| i.to_string())
+            .await
+            .expect("page");
+        assert_eq!(page.items, [0, 1, 2]);
+        assert_eq!(
+            decode_token(&page.next_page_token, "k", "s").as_deref(),
+            Ok("2")
+        );
+        let last = fetch_page(5, "k", "s", listed, |i| i.to_string())
+            .await
+            .expect("page");
+        assert_eq!(last.items.len(), 5);
+        assert_eq!(last.next_page_token, "");
+    }
+
+    #[test]
+    fn a_page_starts_at_its_tokens_cursor() {
+        let parse = |c: &str| c.parse::<i64>().ok();
+        assert_eq!(start_of_page("", "k", "s", parse), Ok(None));
+        let token = encode_token("k", "s", "42");
+        assert_eq!(start_of_page(&token, "k", "s", parse), Ok(Some(42)));
+        let err =
+            start_of_page(&encode_token("k", "s", "x"), "k", "s", parse).expect_err("not a number");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+        assert!(start_of_page(&token, "k", "other", parse).is_err());
     }
 }

@@ -76,21 +76,22 @@ pub(super) async fn resolve_recipients(
         recipients: resolution
             .recipients
             .iter()
-            .map(|(c, field)| pb::Recipient {
-                email: c.email.as_str().to_owned(),
-                display_name: c
-                    .display_name
-                    .as_ref()
-                    .map_or_else(String::new, |d| d.as_str().to_owned()),
-                language_code: c
-                    .language_code
-                    .as_ref()
-                    .map_or_else(String::new, |l| l.as_str().to_owned()),
-                phone_number: c
-                    .phone_number
-                    .as_ref()
-                    .map_or_else(String::new, |p| p.as_str().to_owned()),
-                field: field.as_str().to_owned(),
+            .map(|(c, field)| {
+                // A recipient is a contact as responses spell it, plus where
+                // it was found.
+                let pb::Contact {
+                    email,
+                    display_name,
+                    phone_number,
+                    language_code,
+                } = convert::contact_to_pb(c);
+                pb::Recipient {
+                    email,
+                    display_name,
+                    language_code,
+                    phone_number,
+                    field: field.as_str().to_owned(),
+                }
             })
             .collect(),
         fallback: resolution.fallback.map(|used| pb::Fallback {

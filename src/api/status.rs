@@ -10,11 +10,18 @@ use crate::error::{Error, FieldViolation, MORE_VIOLATIONS};
 pub const ERROR_DOMAIN: &str = "partner-contacts";
 
 /// The status travels in HTTP/2 trailers (details base64-encoded), and
-/// clients refuse trailers over 16 KiB (hyper's default): past that a caller
-/// would get a protocol error instead of our answer. These budgets keep the
-/// whole status well under it.
-const DETAILS_BUDGET_BYTES: usize = 6 * 1024;
-const MESSAGE_BUDGET_BYTES: usize = 1024;
+/// clients refuse trailers over 16 KiB (hyper's default, counting each field
+/// as name + value + 32 bytes): past that a caller would get a protocol error
+/// instead of our answer.
+pub(crate) const TRAILERS_LIMIT_BYTES: usize = 16 * 1024;
+/// These budgets keep the whole status well under [`TRAILERS_LIMIT_BYTES`].
+pub(crate) const DETAILS_BUDGET_BYTES: usize = 6 * 1024;
+pub(crate) const MESSAGE_BUDGET_BYTES: usize = 1024;
+/// The most `Status::details()` takes within those budgets: the encoded
+/// `google.rpc.Status` repeats the message beside the details, and protobuf
+/// framing adds a little.
+pub(crate) const ENCODED_DETAILS_MAX_BYTES: usize =
+    DETAILS_BUDGET_BYTES + MESSAGE_BUDGET_BYTES + 512;
 
 /// The violations that fit the details budget, with a closing marker when
 /// some had to go.
@@ -51,6 +58,15 @@ fn truncate(mut message: String) -> String {
     message
 }
 
+/// A status whose `ErrorInfo` names `reason`, for callers that branch on it.
+fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
+    )
+}
+
 /// Exhaustive on purpose: a new error variant must decide what callers see.
 pub fn to_status(error: Error) -> Status {
     let message = truncate(error.to_string());
@@ -63,21 +79,13 @@ pub fn to_status(error: Error) -> Status {
             details.set_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(Code::InvalidArgument, message, details)
         }
-        Error::Unauthenticated { .. } => Status::with_error_details(
-            Code::Unauthenticated,
-            message,
-            ErrorDetails::with_error_info("UNAUTHENTICATED", ERROR_DOMAIN, HashMap::new()),
-        ),
-        Error::PermissionDenied { .. } => Status::with_error_details(
-            Code::PermissionDenied,
-            message,
-            ErrorDetails::with_error_info("PERMISSION_DENIED", ERROR_DOMAIN, HashMap::new()),
-        ),
-        Error::AlreadyExists { .. } => Status::with_error_details(
-            Code::AlreadyExists,
-            message,
-            ErrorDetails::with_error_info("ALREADY_EXISTS", ERROR_DOMAIN, HashMap::new()),
-        ),
+        Error::Unauthenticated { .. } => {
+            with_reason(Code::Unauthenticated, message, "UNAUTHENTICATED")
+        }
+        Error::PermissionDenied { .. } => {
+            with_reason(Code::PermissionDenied, message, "PERMISSION_DENIED")
+        }
+        Error::AlreadyExists { .. } => with_reason(Code::AlreadyExists, message, "ALREADY_EXISTS"),
         Error::FailedPrecondition { violations } => {
             let mut details = ErrorDetails::new();
             let reason = violations.first().map_or("FAILED_PRECONDITION", |v| v.kind);
@@ -101,27 +109,30 @@ pub fn to_status(error: Error) -> Status {
             details.set_error_info("RESOURCE_NOT_FOUND", ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(Code::NotFound, message, details)
         }
-        Error::EtagMismatch => Status::with_error_details(
-            Code::Aborted,
-            message,
-            ErrorDetails::with_error_info("ETAG_MISMATCH", ERROR_DOMAIN, HashMap::new()),
-        ),
+        Error::EtagMismatch => with_reason(Code::Aborted, message, "ETAG_MISMATCH"),
         Error::Unavailable { detail } => {
             warn_unavailable(&detail);
-            Status::with_error_details(
+            with_reason(
                 Code::Unavailable,
                 "the contact store is unavailable; retry with backoff",
-                ErrorDetails::with_error_info("STORE_UNAVAILABLE", ERROR_DOMAIN, HashMap::new()),
+                "STORE_UNAVAILABLE",
             )
         }
         Error::Internal { detail } => {
             tracing::error!(%detail, "internal error");
-            Status::with_error_details(
-                Code::Internal,
-                "internal error",
-                ErrorDetails::with_error_info("INTERNAL", ERROR_DOMAIN, HashMap::new()),
-            )
+            with_reason(Code::Internal, "internal error", "INTERNAL")
         }
+        // The guard's refusals go out bare, code and message only, as they
+        // always have: giving them a reason is a change callers would see,
+        // to be made on its own.
+        Error::Overloaded | Error::RequestTooLarge { .. } => {
+            Status::new(Code::ResourceExhausted, message)
+        }
+        Error::DeadlineExceeded => Status::new(Code::DeadlineExceeded, message),
+        Error::WatchConsumerTooSlow => {
+            with_reason(Code::Aborted, message, "WATCH_CONSUMER_TOO_SLOW")
+        }
+        Error::ShuttingDown => with_reason(Code::Unavailable, message, "SERVER_SHUTTING_DOWN"),
     }
 }
 
@@ -187,10 +198,7 @@ mod tests {
         );
         // The encoded google.rpc.Status repeats the message beside the details.
         let encoded = status.details().len();
-        assert!(
-            encoded <= DETAILS_BUDGET_BYTES + MESSAGE_BUDGET_BYTES + 512,
-            "{encoded}"
-        );
+        assert!(encoded <= ENCODED_DETAILS_MAX_BYTES, "{encoded}");
         let details = status.get_error_details();
         let listed = &details.bad_request().expect("BadRequest").field_violations;
         assert!(listed.len() > 10 && listed.len() < 100, "{}", listed.len());
@@ -213,5 +221,64 @@ mod tests {
         assert_eq!(s.code(), Code::Internal);
         assert_eq!(s.message(), "internal error");
         assert_eq!(to_status(Error::EtagMismatch).code(), Code::Aborted);
+    }
+
+    /// What the guard and WatchContacts sent before they came through here,
+    /// built as they built it.
+    #[test]
+    fn serving_refusals_keep_their_codes_messages_and_reasons() {
+        let bare = |code, message: &str| Status::new(code, message);
+        let with_info = |code, message: &str, reason: &str| {
+            Status::with_error_details(
+                code,
+                message,
+                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
+            )
+        };
+        let cases = [
+            (
+                Error::Overloaded,
+                bare(
+                    Code::ResourceExhausted,
+                    "the server is at its limit of calls in flight; retry with backoff",
+                ),
+            ),
+            (
+                Error::RequestTooLarge { limit_kib: 64 },
+                bare(
+                    Code::ResourceExhausted,
+                    "the request is larger than the 64 KiB this service accepts",
+                ),
+            ),
+            (
+                Error::DeadlineExceeded,
+                bare(
+                    Code::DeadlineExceeded,
+                    "the call's deadline passed before it finished; nothing more is done for it",
+                ),
+            ),
+            (
+                Error::WatchConsumerTooSlow,
+                with_info(
+                    Code::Aborted,
+                    "the consumer fell behind; resubscribe",
+                    "WATCH_CONSUMER_TOO_SLOW",
+                ),
+            ),
+            (
+                Error::ShuttingDown,
+                with_info(
+                    Code::Unavailable,
+                    "the server is shutting down; resubscribe",
+                    "SERVER_SHUTTING_DOWN",
+                ),
+            ),
+        ];
+        for (error, want) in cases {
+            let got = to_status(error.clone());
+            assert_eq!(got.code(), want.code(), "{error:?}");
+            assert_eq!(got.message(), want.message(), "{error:?}");
+            assert_eq!(got.details(), want.details(), "{error:?}");
+        }
     }
 }

@@ -67,34 +67,23 @@ pub(super) async fn list(
         parse_partner_parent(&req.parent).map_err(|d| Error::invalid_field("parent", d)),
         paging::page_size(req.page_size),
     )?;
-    let after = if req.page_token.is_empty() {
-        None
-    } else {
-        let text = paging::decode_token(&req.page_token, USERS_TOKEN, &req.parent)?;
-        Some(parse_cursor(&text).ok_or_else(|| {
-            Error::invalid_field("page_token", "is not a page token of this request")
-        })?)
-    };
-    // One extra row tells whether another page follows.
-    let mut users = api
-        .store
-        .list_portal_users(&partner, after.as_ref(), size + 1)
-        .await?;
-    let next_page_token = if users.len() > size {
-        users.truncate(size);
-        users.last().map_or_else(String::new, |u| {
-            let cursor = UserCursor {
+    let after = paging::start_of_page(&req.page_token, USERS_TOKEN, &req.parent, parse_cursor)?;
+    let page = paging::fetch_page(
+        size,
+        USERS_TOKEN,
+        &req.parent,
+        |limit| api.store.list_portal_users(&partner, after.as_ref(), limit),
+        |u: &PortalUser| {
+            cursor_text(&UserCursor {
                 create_time: u.create_time,
                 id: u.name.id,
-            };
-            paging::encode_token(USERS_TOKEN, &req.parent, &cursor_text(&cursor))
-        })
-    } else {
-        String::new()
-    };
+            })
+        },
+    )
+    .await?;
     Ok(pb::ListPortalUsersResponse {
-        portal_users: users.iter().map(user_to_pb).collect(),
-        next_page_token,
+        portal_users: page.items.iter().map(user_to_pb).collect(),
+        next_page_token: page.next_page_token,
     })
 }
 

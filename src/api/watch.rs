@@ -1,18 +1,16 @@
 //! WatchContacts: the current state, then every saved state, per stream,
 //! without letting one slow consumer hold anything up.
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 
-use super::status::ERROR_DOMAIN;
 use super::{ContactsApi, convert, status::to_status};
 use crate::domain::{ContactInfoName, ReadView};
+use crate::error::Error;
 use crate::pb;
 use crate::store::Change;
 
@@ -23,14 +21,6 @@ pub const WATCH_BUFFER: usize = 16;
 
 pub type WatchStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchContactsResponse, Status>> + Send + 'static>>;
-
-fn ending(code: Code, reason: &str, message: &str) -> Status {
-    Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
-    )
-}
 
 pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) -> WatchStream {
     // One slot stays free for the status that ends the stream.
@@ -45,11 +35,7 @@ pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) ->
             match store.get_shared(&name).await {
                 Ok(Some(info)) if info.revision > sent_revision => {
                     if tx.capacity() <= 1 {
-                        let _ = tx.try_send(Err(ending(
-                            Code::Aborted,
-                            "WATCH_CONSUMER_TOO_SLOW",
-                            "the consumer fell behind; resubscribe",
-                        )));
+                        let _ = tx.try_send(Err(to_status(Error::WatchConsumerTooSlow)));
                         return;
                     }
                     sent_revision = info.revision;
@@ -72,11 +58,7 @@ pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) ->
             loop {
                 tokio::select! {
                     _ = draining.wait_for(|d| *d) => {
-                        let _ = tx.try_send(Err(ending(
-                            Code::Unavailable,
-                            "SERVER_SHUTTING_DOWN",
-                            "the server is shutting down; resubscribe",
-                        )));
+                        let _ = tx.try_send(Err(to_status(Error::ShuttingDown)));
                         return;
                     }
                     () = tx.closed() => return,

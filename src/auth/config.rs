@@ -337,3 +337,229 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Authenticator;
+    use crate::auth::test_support::*;
+
+    #[test]
+    fn tls_config_is_built_from_mtls_section() {
+        let pki = Pki::new();
+        let fixture = mtls_fixture(&pki, "");
+        let cfg = fixture.load().expect("valid");
+        assert!(tls_config(&cfg).expect("tls").is_some());
+        // Server TLS without client certificates is allowed alongside JWT.
+        let (_, server_pem, server_key) = pki.leaf(&["localhost"]);
+        let plain = Fixture::new(
+            &format!(
+                "{}[mtls]\nserver_cert = \"s.pem\"\nserver_key = \"s.key\"\n",
+                jwt_toml(&format!("hs256_secret = \"{SECRET}\""))
+            ),
+            &[
+                ("s.pem", server_pem.as_bytes()),
+                ("s.key", server_key.as_bytes()),
+            ],
+        );
+        assert!(
+            tls_config(&plain.load().expect("valid"))
+                .expect("tls")
+                .is_some()
+        );
+        let jwt_only = Fixture::new(&jwt_toml(&format!("hs256_secret = \"{SECRET}\"")), &[]);
+        assert!(
+            tls_config(&jwt_only.load().expect("valid"))
+                .expect("tls")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_problem() {
+        let secret = format!("hs256_secret = \"{SECRET}\"");
+        assert_contains(&load_error("", &[]), "no way to authenticate callers");
+        assert_contains(
+            &load_error(&jwt_toml("hs256_secret = \"too-short\""), &[]),
+            "at least 32",
+        );
+        assert_contains(
+            &load_error(&jwt_toml("jwks_file = \"missing.json\""), &[]),
+            "missing.json",
+        );
+        assert_contains(
+            &load_error(&jwt_toml("hs256_secret_file = \"nope\""), &[]),
+            "cannot read",
+        );
+        assert_contains(
+            &load_error(
+                &jwt_toml(&format!("{secret}\nhs256_secret_file = \"s\"")),
+                &[("s", SECRET.as_bytes())],
+            ),
+            "not both",
+        );
+        assert_contains(&load_error(&jwt_toml(""), &[]), "needs hs256_secret");
+        assert_contains(
+            &load_error(&jwt_toml(&format!("{secret}\nleeway_seconds = 3600")), &[]),
+            "leeway_seconds",
+        );
+        assert_contains(
+            &load_error(
+                &format!("[jwt]\nissuer = \"\"\naudience = \"{AUD}\"\n{secret}\n"),
+                &[],
+            ),
+            "issuer must not be empty",
+        );
+        // deny_unknown_fields, reported by line without quoting the file.
+        let typo = load_error(&jwt_toml(&format!("{secret}\naudiences = \"x\"")), &[]);
+        assert_contains(&typo, "line 5");
+        assert_contains(&typo, "audiences");
+        let leaked = load_error(
+            &format!(
+                "[jwt]\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\nhs256_secret = \"{SECRET}\" trailing\n"
+            ),
+            &[],
+        );
+        assert!(!leaked.contains(SECRET), "{leaked}");
+    }
+
+    #[test]
+    fn secret_file_is_read_relative_to_the_config() {
+        let fixture = Fixture::new(&jwt_toml("hs256_secret_file = \"secrets/jwt\""), &[]);
+        std::fs::create_dir(fixture.dir.path().join("secrets")).expect("mkdir");
+        std::fs::write(
+            fixture.dir.path().join("secrets/jwt"),
+            format!("{SECRET}\n"),
+        )
+        .expect("write secret");
+        let cfg = fixture.load().expect("valid");
+        let path = cfg
+            .jwt
+            .as_ref()
+            .and_then(|j| j.hs256_secret_file.clone())
+            .expect("path");
+        assert_eq!(path, fixture.dir.path().join("secrets/jwt"));
+        let auth = Authenticator::from_config(&cfg).expect("auth");
+        // The trailing newline is not part of the secret.
+        auth.authenticate(&with_token(&hs256(&service_claims())), None)
+            .expect("token signed with the file's secret");
+        assert!(!format!("{cfg:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn mtls_errors_name_the_problem() {
+        let pki = Pki::new();
+        let (_, server_pem, server_key) = pki.leaf(&["localhost"]);
+        let (_, _, other_key) = pki.leaf(&["localhost"]);
+        let files = |key: &str| -> Vec<(&'static str, Vec<u8>)> {
+            vec![
+                ("server.pem", server_pem.clone().into_bytes()),
+                ("server.key", key.as_bytes().to_vec()),
+                ("ca.pem", pki.ca_pem.clone().into_bytes()),
+                ("junk.pem", b"not a certificate".to_vec()),
+            ]
+        };
+        let check = |toml: &str, key: &str, expected: &str| {
+            let owned = files(key);
+            let refs: Vec<(&str, &[u8])> = owned.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+            assert_contains(&load_error(toml, &refs), expected);
+        };
+        let base = "[mtls]\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\nclient_ca = \"ca.pem\"\n";
+        let ident = |id: &str, scopes: &str| {
+            format!("[[mtls.identities]]\nspiffe_id = \"{id}\"\nscopes = [{scopes}]\n")
+        };
+        let ok_ident = ident(SPIFFE_DISPATCHER, "\"contacts.read\"");
+        check(
+            &format!(
+                "{base}{}",
+                ident(SPIFFE_DISPATCHER, "\"contacts.read\", \"contacts.admin\"")
+            ),
+            &server_key,
+            "unknown scope \"contacts.admin\"",
+        );
+        check(
+            &format!("{base}{}", ident("https://platform.example/x", "")),
+            &server_key,
+            "is not a SPIFFE ID",
+        );
+        check(
+            &format!("{base}{ok_ident}{ok_ident}"),
+            &server_key,
+            "listed twice",
+        );
+        check(base, &server_key, "no way to authenticate callers");
+        check(
+            &format!("{base}{ok_ident}"),
+            &other_key,
+            "rustls rejects the TLS settings",
+        );
+        check(
+            &format!("{base}{ok_ident}"),
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "rustls rejects the TLS settings",
+        );
+        check(
+            &format!("{base}{ok_ident}"),
+            "garbage",
+            "no unencrypted private key",
+        );
+        check(
+            &format!(
+                "[mtls]\nserver_cert = \"junk.pem\"\nserver_key = \"server.key\"\nclient_ca = \"ca.pem\"\n{ok_ident}"
+            ),
+            &server_key,
+            "no CERTIFICATE block",
+        );
+        check(
+            &format!(
+                "[mtls]\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\nclient_ca = \"absent.pem\"\n{ok_ident}"
+            ),
+            &server_key,
+            "absent.pem",
+        );
+        check(
+            &format!("[mtls]\nclient_ca = \"ca.pem\"\n{ok_ident}"),
+            &server_key,
+            "needs server_cert and server_key",
+        );
+        check(
+            &format!(
+                "{}[mtls]\nserver_cert = \"server.pem\"\n",
+                jwt_toml(&format!("hs256_secret = \"{SECRET}\""))
+            ),
+            &server_key,
+            "server_key is not",
+        );
+        check(
+            &format!(
+                "{}[mtls]\nserver_cert = \"server.pem\"\nserver_key = \"server.key\"\n{ok_ident}",
+                jwt_toml(&format!("hs256_secret = \"{SECRET}\""))
+            ),
+            &server_key,
+            "needs [mtls] client_ca",
+        );
+    }
+
+    #[test]
+    fn shipped_configs_stay_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The development config is used verbatim by the README's walkthrough.
+        let dev = load(&root.join("deploy/auth.dev.toml")).expect("deploy/auth.dev.toml loads");
+        assert!(Authenticator::from_config(&dev).is_ok_and(|a| a.is_enabled()));
+        assert_eq!(
+            dev.jwt.as_ref().map(|j| j.max_token_lifetime_seconds),
+            Some(DEFAULT_MAX_TOKEN_LIFETIME_SECONDS)
+        );
+        // The production example names files that exist only in a deployment;
+        // its shape must still parse.
+        let text = std::fs::read_to_string(root.join("deploy/auth.example.toml")).expect("read");
+        let example: AuthConfig = toml::from_str(&text).expect("deploy/auth.example.toml parses");
+        let mtls = example.mtls.expect("[mtls]");
+        assert_eq!(mtls.identities.len(), 2);
+        assert!(
+            example
+                .jwt
+                .is_some_and(|j| j.jwks_file.is_some() && j.max_token_lifetime_seconds == 86_400)
+        );
+    }
+}

@@ -38,6 +38,9 @@ mod jwt;
 mod mtls;
 mod token;
 
+#[cfg(test)]
+mod test_support;
+
 pub use config::{
     AuthConfig, DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_TOKEN_LIFETIME_SECONDS, JwtConfig,
     MAX_LEEWAY_SECONDS, MAX_MAX_TOKEN_LIFETIME_SECONDS, MIN_HS256_SECRET_BYTES, MtlsConfig,
@@ -177,4 +180,108 @@ fn unauthenticated(message: &str) -> Error {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use serde_json::json;
+    use tonic::metadata::{MetadataMap, MetadataValue};
+
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn authorization_header_must_be_bearer_jwt() {
+        let auth = hs256_only();
+        let token = hs256(&service_claims());
+        let cases = [
+            (token.clone(), "must be \"Bearer <token>\""),
+            (format!("Basic {token}"), "must be \"Bearer <token>\""),
+            ("Bearer".to_owned(), "must be \"Bearer <token>\""),
+            ("Bearer ".to_owned(), "missing bearer token"),
+            (format!("Bearer {token} extra"), "not a JWT"),
+            ("Bearer not-a-jwt".to_owned(), "header is malformed"),
+            ("Bearer a.b.c".to_owned(), "header is malformed"),
+            (format!("Bearer {}", "a".repeat(9000)), "too large"),
+        ];
+        for (value, expected) in cases {
+            assert_unauth(
+                auth.authenticate(&bearer(&value), None),
+                expected,
+                &[&token],
+            );
+        }
+        // The scheme is case-insensitive.
+        auth.authenticate(&bearer(&format!("bearer {token}")), None)
+            .expect("lower-case scheme");
+        // Two authorization values are ambiguous.
+        let mut md = with_token(&token);
+        md.append(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {token}")).expect("ascii"),
+        );
+        assert_unauth(auth.authenticate(&md, None), "more than one", &[&token]);
+    }
+
+    #[test]
+    fn no_credentials() {
+        assert_unauth(
+            hs256_only().authenticate(&MetadataMap::new(), None),
+            "missing bearer token",
+            &[],
+        );
+    }
+
+    #[test]
+    fn disabled_authenticator_is_developer() {
+        let auth = Authenticator::disabled();
+        assert!(!auth.is_enabled());
+        assert_eq!(
+            auth.authenticate(&MetadataMap::new(), None)
+                .expect("developer"),
+            Principal::Developer
+        );
+        assert_eq!(
+            auth.authenticate(&bearer("Bearer garbage"), None)
+                .expect("developer"),
+            Principal::Developer
+        );
+        assert!(hs256_only().is_enabled());
+    }
+
+    #[test]
+    fn bearer_token_wins_over_certificate_and_never_falls_back() {
+        let pki = Pki::new();
+        let fixture = mtls_fixture(
+            &pki,
+            &format!(
+                "[jwt]\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\nhs256_secret = \"{SECRET}\"\n"
+            ),
+        );
+        let auth = fixture.authenticator();
+        let (leaf, _, _) = pki.leaf(&[SPIFFE_DISPATCHER]);
+        let chain = [leaf];
+        let mut claims = service_claims();
+        claims["sub"] = json!("user-1");
+        claims["partner"] = json!("acme-corp");
+        claims["portal_role"] = json!("READ_ONLY");
+        let got = auth
+            .authenticate(&with_token(&hs256(&claims)), Some(&chain))
+            .expect("token principal");
+        assert!(matches!(got, Principal::PortalUser { .. }), "{got:?}");
+        claims["exp"] = json!(now() - 3600);
+        assert_unauth(
+            auth.authenticate(&with_token(&hs256(&claims)), Some(&chain)),
+            "token expired",
+            &[],
+        );
+    }
+
+    #[test]
+    fn tokens_refused_when_only_mtls_is_configured() {
+        let pki = Pki::new();
+        let auth = mtls_fixture(&pki, "").authenticator();
+        assert_unauth(
+            auth.authenticate(&with_token(&hs256(&service_claims())), None),
+            "bearer tokens are not accepted",
+            &[],
+        );
+    }
+}

@@ -114,3 +114,94 @@ pub(super) fn is_spiffe_id(id: &str) -> bool {
     });
     domain_ok && path_ok
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::metadata::MetadataMap;
+
+    use super::*;
+    use crate::auth::test_support::*;
+    use crate::domain::Scope;
+
+    #[test]
+    fn spiffe_certificate_maps_to_configured_scopes() {
+        let pki = Pki::new();
+        let fixture = mtls_fixture(&pki, "");
+        let auth = fixture.authenticator();
+        let (leaf, _, _) = pki.leaf(&[SPIFFE_DISPATCHER, "dispatcher.internal"]);
+        let chain = [leaf];
+        assert_eq!(
+            auth.authenticate(&MetadataMap::new(), Some(&chain))
+                .expect("mapped identity"),
+            service(SPIFFE_DISPATCHER, &[Scope::ContactsRead, Scope::GateCheck])
+        );
+    }
+
+    #[test]
+    fn unusable_client_certificates_are_unauthenticated() {
+        let pki = Pki::new();
+        let auth = mtls_fixture(&pki, "").authenticator();
+        let cases: [(&[&str], &str); 5] = [
+            (&[], "no SPIFFE ID"),
+            (&["dispatcher.internal"], "no SPIFFE ID"),
+            (&["https://platform.example/dispatcher"], "no SPIFFE ID"),
+            (
+                &[
+                    SPIFFE_DISPATCHER,
+                    "spiffe://platform.example/ns/alerts/sa/other",
+                ],
+                "more than one URI SAN",
+            ),
+            (
+                &["spiffe://platform.example/ns/alerts/sa/unknown"],
+                "not allowed",
+            ),
+        ];
+        for (sans, expected) in cases {
+            let (leaf, _, _) = pki.leaf(sans);
+            let chain = [leaf];
+            assert_unauth(
+                auth.authenticate(&MetadataMap::new(), Some(&chain)),
+                expected,
+                &["spiffe://platform.example/ns/alerts/sa/unknown"],
+            );
+        }
+        let garbage = [CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00])];
+        assert_unauth(
+            auth.authenticate(&MetadataMap::new(), Some(&garbage)),
+            "cannot be parsed",
+            &[],
+        );
+        assert_unauth(
+            auth.authenticate(&MetadataMap::new(), None),
+            "missing bearer token or client certificate",
+            &[],
+        );
+    }
+
+    #[test]
+    fn spiffe_id_grammar() {
+        for ok in [
+            "spiffe://example.org",
+            "spiffe://example.org/ns/a_b/sa/c-d.e",
+            SPIFFE_DISPATCHER,
+        ] {
+            assert!(is_spiffe_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "spiffe://",
+            "SPIFFE://example.org/x",
+            "spiffe://Example.org/x",
+            "spiffe://example.org/",
+            "spiffe://example.org//x",
+            "spiffe://example.org/./x",
+            "spiffe://example.org/x?y",
+            "spiffe://example.org/x#y",
+            "spiffe://example.org:443/x",
+            "spiffe://user@example.org/x",
+        ] {
+            assert!(!is_spiffe_id(bad), "{bad}");
+        }
+    }
+}

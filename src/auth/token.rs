@@ -176,3 +176,193 @@ fn scope_claim(scopes: Scopes) -> Option<String> {
     let names: Vec<&str> = scopes.iter().map(Scope::as_str).collect();
     (!names.is_empty()).then(|| names.join(" "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::auth::test_support::*;
+
+    #[derive(Debug, Parser)]
+    struct TokenCli {
+        #[command(flatten)]
+        args: TokenArgs,
+    }
+
+    fn token_args(config: &Path, rest: &[&str]) -> Result<TokenArgs, clap::Error> {
+        let config = config.to_str().expect("utf-8 path");
+        let mut argv = vec!["token", "--auth-config", config];
+        argv.extend_from_slice(rest);
+        TokenCli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    #[test]
+    fn minted_tokens_verify_with_the_same_config() {
+        let fixture = Fixture::new(&jwt_toml(&format!("hs256_secret = \"{SECRET}\"")), &[]);
+        let auth = fixture.authenticator();
+        let args = token_args(
+            &fixture.path(),
+            &[
+                "--sub",
+                "svc-gate",
+                "--scope",
+                "gate.check",
+                "--scope",
+                "contacts.read_user_facing",
+            ],
+        )
+        .expect("valid args");
+        let token = mint(&args).expect("minted");
+        assert_eq!(
+            auth.authenticate(&with_token(&token), None)
+                .expect("verifies"),
+            service(
+                "svc-gate",
+                &[Scope::GateCheck, Scope::ContactsReadUserFacing]
+            )
+        );
+        let args = token_args(
+            &fixture.path(),
+            &[
+                "--sub",
+                "user-7",
+                "--partner",
+                "acme-corp",
+                "--role",
+                "EDITOR",
+                "--ttl-seconds",
+                "60",
+            ],
+        )
+        .expect("valid args");
+        let token = mint(&args).expect("minted");
+        assert_eq!(
+            auth.authenticate(&with_token(&token), None)
+                .expect("verifies"),
+            Principal::PortalUser {
+                sub: "user-7".to_owned(),
+                partner: PartnerId::parse("acme-corp").expect("id"),
+                role: PortalRole::Editor,
+            }
+        );
+        // A JWKS-only server has no secret to mint with.
+        let jwks = Fixture::new(
+            &jwt_toml("jwks_file = \"jwks.json\""),
+            &[("jwks.json", JWKS)],
+        );
+        let args =
+            token_args(&jwks.path(), &["--sub", "x", "--scope", "gate.check"]).expect("args");
+        assert_contains(&mint(&args).expect_err("no secret"), "hs256_secret");
+    }
+
+    #[test]
+    fn token_arguments_are_validated() {
+        let p = Path::new("auth.toml");
+        for bad in [
+            &["--sub", "x"][..],
+            &["--sub", "x", "--scope", "contacts.admin"],
+            &["--sub", "x", "--partner", "acme"],
+            &["--sub", "x", "--role", "EDITOR"],
+            &["--sub", "x", "--partner", "acme", "--role", "OWNER"],
+            &["--sub", "x", "--partner", "Acme!", "--role", "EDITOR"],
+            &[
+                "--sub",
+                "x",
+                "--scope",
+                "gate.check",
+                "--partner",
+                "acme",
+                "--role",
+                "EDITOR",
+            ],
+            &["--sub", "x", "--scope", "gate.check", "--ttl-seconds", "0"],
+            &["--scope", "gate.check"],
+        ] {
+            assert!(token_args(p, bad).is_err(), "{bad:?} should be refused");
+        }
+        let ok = token_args(
+            p,
+            &[
+                "--sub",
+                "x",
+                "--scope",
+                "gate.check",
+                "--scope",
+                "history.read",
+            ],
+        )
+        .expect("repeatable --scope");
+        assert_eq!(ok.scopes, vec![Scope::GateCheck, Scope::HistoryRead]);
+        assert_eq!(ok.ttl_seconds, None, "the default depends on the config");
+    }
+
+    /// The `exp - iat` of a minted token, read without verifying it.
+    fn minted_lifetime(token: &str) -> u64 {
+        let claims: Value =
+            jsonwebtoken::dangerous::insecure_decode_claims(token).expect("a compact JWT");
+        let get = |name: &str| claims[name].as_u64().unwrap_or_else(|| panic!("{name}"));
+        get("exp") - get("iat")
+    }
+
+    #[test]
+    fn minting_respects_the_configured_lifetime_bound() {
+        let secret = format!("hs256_secret = \"{SECRET}\"");
+        let service = ["--sub", "svc", "--scope", "gate.check"];
+        let with_ttl = |ttl: &'static str| {
+            let mut args = service.to_vec();
+            args.extend(["--ttl-seconds", ttl]);
+            args
+        };
+        // The default bound (24 h): 1 hour by default, up to exactly 24 h.
+        let default = Fixture::new(&jwt_toml(&secret), &[]);
+        let auth = default.authenticator();
+        let token = mint(&token_args(&default.path(), &service).expect("args")).expect("minted");
+        assert_eq!(minted_lifetime(&token), DEFAULT_TTL_SECONDS);
+        let token = mint(&token_args(&default.path(), &with_ttl("86400")).expect("args"))
+            .expect("exactly the bound");
+        assert_eq!(minted_lifetime(&token), DAY);
+        auth.authenticate(&with_token(&token), None)
+            .expect("a token at the bound verifies");
+        // Over it: refused clearly, although --ttl-seconds allows up to 7 days.
+        let err = mint(&token_args(&default.path(), &with_ttl("86401")).expect("args"))
+            .expect_err("over the bound");
+        assert_contains(&err, "--ttl-seconds 86401");
+        assert_contains(&err, "max_token_lifetime_seconds (86400)");
+        assert_contains(&err, &default.path().display().to_string());
+        assert!(token_args(&default.path(), &with_ttl("604801")).is_err());
+
+        // A config bound shorter than the default lifetime: the default shrinks to it.
+        let short = Fixture::new(
+            &jwt_toml(&format!("{secret}\nmax_token_lifetime_seconds = 600")),
+            &[],
+        );
+        let token = mint(&token_args(&short.path(), &service).expect("args")).expect("minted");
+        assert_eq!(minted_lifetime(&token), 600);
+        short
+            .authenticator()
+            .authenticate(&with_token(&token), None)
+            .expect("verifies");
+        let err = mint(&token_args(&short.path(), &with_ttl("3600")).expect("args"))
+            .expect_err("over the bound");
+        assert_contains(&err, "max_token_lifetime_seconds (600)");
+    }
+
+    #[test]
+    fn mint_hs256_refuses_what_cannot_verify() {
+        let p = service("svc", &[Scope::GateCheck]);
+        assert!(mint_hs256(b"short", ISS, AUD, &p, 60).is_err());
+        assert!(mint_hs256(SECRET.as_bytes(), ISS, AUD, &Principal::Developer, 60).is_err());
+        assert!(mint_hs256(SECRET.as_bytes(), ISS, AUD, &service(" ", &[]), 60).is_err());
+        let token = mint_hs256(SECRET.as_bytes(), ISS, AUD, &p, 60).expect("minted");
+        assert_eq!(
+            hs256_only()
+                .authenticate(&with_token(&token), None)
+                .expect("verifies"),
+            p
+        );
+    }
+}

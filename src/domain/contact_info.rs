@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Contact, ContactInfoName, OperationalSupport};
+use super::{Contact, ContactInfoName, OperationalSupport, PortalUserEmails, require_portal_users};
 use crate::error::Error;
 
 /// The top-level fields of a contact info, named as in the proto.
@@ -212,6 +212,17 @@ pub struct ContactInfo {
     pub update_time: DateTime<Utc>,
 }
 
+impl ContactInfo {
+    /// The fields this save changed against the resource it replaced:
+    /// everything provided, for a create.
+    pub fn changed_since(&self, previous: Option<&ContactInfo>) -> FieldSet {
+        match previous {
+            Some(p) => p.fields.changed_fields(&self.fields),
+            None => ContactFields::default().changed_fields(&self.fields),
+        }
+    }
+}
+
 /// What the caller asked to change. Already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
@@ -240,20 +251,43 @@ impl Update {
         Ok(fields)
     }
 
-    /// Whether saving `fields` must check alert contacts against the portal
-    /// users: only those this update names (later revocations are the
-    /// gate's business).
-    pub fn names_alert_contacts(&self, fields: &ContactFields) -> bool {
-        self.mask.contains(Field::AlertContacts) && !fields.alert_contacts.is_empty()
+    /// Whether checking this update needs the partner's portal users: it
+    /// names alert contacts, which must be portal users (later revocations
+    /// are the gate's business, not the save's).
+    pub fn needs_portal_users(&self) -> bool {
+        self.mask.contains(Field::AlertContacts)
     }
 
-    /// Applies the update and stamps the next revision: what a store saves.
+    /// The fields the resource will hold once `self` is applied to
+    /// `current`, every rule of a save checked: the etag, and that the alert
+    /// contacts it names are portal users. `users` are the partner's, loaded
+    /// by the caller when [`Self::needs_portal_users`]. `validate_only` and
+    /// the stores' saves both come through here.
+    pub fn checked_fields(
+        &self,
+        current: Option<&ContactInfo>,
+        users: Option<&PortalUserEmails>,
+    ) -> Result<ContactFields, Error> {
+        let fields = self.merge_onto(current)?;
+        if self.needs_portal_users() && !fields.alert_contacts.is_empty() {
+            let users = users.ok_or_else(|| Error::Internal {
+                detail: "an update naming alert contacts was checked without the portal users"
+                    .to_owned(),
+            })?;
+            require_portal_users(&fields, users)?;
+        }
+        Ok(fields)
+    }
+
+    /// Applies the update and stamps the next revision: what a store saves
+    /// (checked as [`Self::checked_fields`]).
     pub fn apply(
         &self,
         current: Option<&ContactInfo>,
+        users: Option<&PortalUserEmails>,
         now: DateTime<Utc>,
     ) -> Result<ContactInfo, Error> {
-        let fields = self.merge_onto(current)?;
+        let fields = self.checked_fields(current, users)?;
         let revision = current.map_or(1, |c| c.revision + 1);
         Ok(ContactInfo {
             etag: etag_for(&self.name, revision, now),
@@ -331,7 +365,7 @@ mod tests {
             mask: FieldSet::all(),
             expected_etag: None,
         }
-        .apply(None, t0)
+        .apply(None, None, t0)
         .expect("create");
         assert_eq!(first.revision, 1);
 
@@ -344,7 +378,7 @@ mod tests {
             mask,
             expected_etag: Some(first.etag.clone()),
         }
-        .apply(Some(&first), t1)
+        .apply(Some(&first), None, t1)
         .expect("update");
         assert_eq!(second.revision, 2);
         assert_ne!(second.etag, first.etag);
@@ -365,6 +399,9 @@ mod tests {
             mask: FieldSet::all(),
             expected_etag: Some("W/0000".into()),
         };
-        assert_eq!(update.apply(None, now_micros()), Err(Error::EtagMismatch));
+        assert_eq!(
+            update.apply(None, None, now_micros()),
+            Err(Error::EtagMismatch)
+        );
     }
 }

@@ -17,9 +17,9 @@ pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Up
 pub use gate::{Finding, FindingReason, GatePolicy, GateResult};
 pub use name::{ContactInfoName, Environment, PartnerId};
 pub use portal_user::{
-    EMAIL_KEY_SCHEME, PortalUser, PortalUserEmails, PortalUserName, RekeyReport, Rekeyed,
-    StoredUserKey, alert_contacts_not_users, check_administrators_remain, parse_partner_parent,
-    rekey, require_portal_users,
+    EMAIL_KEY_SCHEME, PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport,
+    Rekeyed, StoredUserKey, alert_contacts_not_users, change_role, grant, parse_partner_parent,
+    rekey, require_portal_users, revoke, user_exists,
 };
 pub use recipients::{Purpose, Resolution, resolve};
 pub use support::{

@@ -5,8 +5,22 @@ use serde::{Deserialize, Serialize};
 
 /// A partner account id: 1 to 63 of `a-z0-9-`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct PartnerId(String);
+
+impl TryFrom<String> for PartnerId {
+    type Error = &'static str;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<PartnerId> for String {
+    fn from(p: PartnerId) -> Self {
+        p.0
+    }
+}
 
 impl PartnerId {
     pub fn parse(s: &str) -> Result<Self, &'static str> {
@@ -120,6 +134,16 @@ impl fmt::Display for ContactInfoName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partner_ids_read_back_only_through_parse() {
+        let id: PartnerId = serde_json::from_str("\"acme-1\"").expect("valid");
+        assert_eq!(id.as_str(), "acme-1");
+        assert_eq!(serde_json::to_string(&id).expect("encode"), "\"acme-1\"");
+        for bad in ["\"Acme\"", "\"-acme\"", "\"\"", "\"a/b\""] {
+            assert!(serde_json::from_str::<PartnerId>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_full_names() {

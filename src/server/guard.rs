@@ -10,12 +10,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
-use tonic::{Code, Status};
 
+use crate::api::status::to_status;
 use crate::deadline;
+use crate::error::Error;
 use crate::telemetry::GuardCounters;
 
 /// Limits of the guard; see the README's configuration table.
@@ -113,17 +115,13 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The clone is not ready yet; the one polled ready serves this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         if STREAMING_METHODS.contains(&request.uri().path()) {
             return Box::pin(inner.call(request));
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.counters.shed.fetch_add(1, Ordering::Relaxed);
-            return Box::pin(std::future::ready(Ok(refuse(Status::resource_exhausted(
-                "the server is at its limit of calls in flight; retry with backoff",
-            )))));
+            return Box::pin(std::future::ready(Ok(refuse(to_status(Error::Overloaded)))));
         };
         let caller = request
             .headers()
@@ -147,20 +145,13 @@ where
             Ok(match served {
                 Ok(Ok(response)) if over_size(&response) => {
                     counters.too_large.fetch_add(1, Ordering::Relaxed);
-                    refuse(Status::new(
-                        Code::ResourceExhausted,
-                        format!(
-                            "the request is larger than the {limit_kib} KiB this service accepts"
-                        ),
-                    ))
+                    refuse(to_status(Error::RequestTooLarge { limit_kib }))
                 }
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},
                 Err(_) => {
                     counters.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
-                    refuse(Status::deadline_exceeded(
-                        "the call's deadline passed before it finished; nothing more is done for it",
-                    ))
+                    refuse(to_status(Error::DeadlineExceeded))
                 }
             })
         })

@@ -80,20 +80,10 @@ pub async fn serve(
         .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
         .await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // Lets grpcurl decode the google.rpc error details we send.
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("reflection v1: {e}"))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // Lets grpcurl decode the google.rpc error details we send.
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| format!("reflection v1alpha: {e}"))?;
 
@@ -173,6 +163,27 @@ pub async fn serve(
     };
     purge.abort();
     result
+}
+
+/// Reflection describes everything served here, whichever of its two
+/// versions a client speaks: each version's builder adds its own
+/// descriptors, and `other_version` are the other's.
+fn reflection(other_version: &'static [u8]) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Lets grpcurl decode the google.rpc error details we send.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(other_version)
+}
+
+/// The service that serves one call in a middleware: tower's contract is
+/// that `call` goes to the instance `poll_ready` readied, and a fresh clone
+/// is not ready, so the readied one is taken and the clone stays for the
+/// next call.
+fn take_ready<S: Clone>(slot: &mut S) -> S {
+    let clone = slot.clone();
+    std::mem::replace(slot, clone)
 }
 
 /// Accepted connections with Nagle's algorithm off. Responses larger than one

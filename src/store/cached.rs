@@ -221,18 +221,15 @@ impl CachedStore {
         &self,
         name: &ContactInfoName,
     ) -> Result<Option<Arc<ContactInfo>>, Error> {
-        let key = Key::Contacts(name.clone());
-        if let Some(Entry::Contacts(hit)) = self.cache.get(&key) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(hit);
+        let entry = self
+            .read_through(Key::Contacts(name.clone()), |db| async move {
+                Ok(Entry::Contacts(db.get(name).await?.map(shared)))
+            })
+            .await?;
+        match entry {
+            Entry::Contacts(found) => Ok(found),
+            Entry::Users(_) => Err(wrong_entry()),
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        let found = self.database()?.get(name).await?.map(shared);
-        if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.cache.insert(key, Entry::Contacts(found.clone()));
-        }
-        Ok(found)
     }
 
     /// The partner's portal-user emails, shared with the cache.
@@ -240,18 +237,36 @@ impl CachedStore {
         &self,
         partner: &PartnerId,
     ) -> Result<Arc<PortalUserEmails>, Error> {
-        let key = Key::Users(partner.clone());
-        if let Some(Entry::Users(hit)) = self.cache.get(&key) {
+        let entry = self
+            .read_through(Key::Users(partner.clone()), |db| async move {
+                let mut found = db.portal_user_emails(partner).await?;
+                found.shrink_to_fit();
+                Ok(Entry::Users(Arc::new(found)))
+            })
+            .await?;
+        match entry {
+            Entry::Users(found) => Ok(found),
+            Entry::Contacts(_) => Err(wrong_entry()),
+        }
+    }
+
+    /// The cached entry of `key`, or what `load` reads from the database,
+    /// cached unless a change was applied meanwhile (the read may have seen
+    /// the state from before it).
+    async fn read_through<'a, F, Fut>(&'a self, key: Key, load: F) -> Result<Entry, Error>
+    where
+        F: FnOnce(Database<'a>) -> Fut,
+        Fut: std::future::Future<Output = Result<Entry, Error>>,
+    {
+        if let Some(hit) = self.cache.get(&key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let mut found = self.database()?.portal_user_emails(partner).await?;
-        found.shrink_to_fit();
-        let found = Arc::new(found);
+        let found = load(self.database()?).await?;
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.cache.insert(key, Entry::Users(found.clone()));
+            self.cache.insert(key, found.clone());
         }
         Ok(found)
     }
@@ -289,6 +304,13 @@ impl CachedStore {
 }
 
 /// A cached copy, without spare capacity: what the weigher counts.
+/// A key's entry is always of the key's kind; this answers the impossible.
+fn wrong_entry() -> Error {
+    Error::Internal {
+        detail: "cache entry of another kind than its key".to_owned(),
+    }
+}
+
 fn shared(mut info: ContactInfo) -> Arc<ContactInfo> {
     info.fields.shrink_to_fit();
     Arc::new(info)

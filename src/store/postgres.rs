@@ -12,15 +12,15 @@ use tracing::instrument;
 
 use super::changes::{CHANNEL, Change, ChangeFeed};
 use super::classify::to_error;
-use super::{
-    ContactStore, RequestKey, RevisionRow, Row, StoreOptions, UserCursor, UserRow, changed_by,
-    encode_changed, encode_fields, encode_response, encode_user, first_user_must_administer,
-    last_administrator, replay, user_exists, user_not_found,
+use super::requests::{encode_response, replay};
+use super::rows::{
+    RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
+use super::{ContactStore, RequestKey, StoreOptions, UserCursor};
 use crate::domain::{
     ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Email, PartnerId, PortalRole, PortalUser,
-    PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
-    email_key_of_stored, now_micros, rekey, require_portal_users,
+    PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey,
+    Update, change_role, email_key_of_stored, grant, now_micros, rekey, revoke, user_exists,
 };
 use crate::error::Error;
 
@@ -199,7 +199,7 @@ impl PostgresStore {
                 Ok(StoredUserKey {
                     name: PortalUserName {
                         partner: PartnerId::parse(&partner)
-                            .map_err(|_| super::internal("stored partner id is invalid"))?,
+                            .map_err(|_| internal("stored partner id is invalid"))?,
                         id,
                     },
                     email,
@@ -308,13 +308,11 @@ impl PostgresStore {
             .await
             .map_err(|e| to_error(&e, "lock contact info"))?;
         let current = current.map(|r| row(r).into_domain()).transpose()?;
-        let next = update.apply(current.as_ref(), now_micros())?;
-        if update.names_alert_contacts(&next.fields) {
-            require_portal_users(
-                &next.fields,
-                &user_emails(&mut tx, &next.name.partner).await?,
-            )?;
-        }
+        let users = match update.needs_portal_users() {
+            true => Some(user_emails(&mut tx, &update.name.partner).await?),
+            false => None,
+        };
+        let next = update.apply(current.as_ref(), users.as_ref(), now_micros())?;
         let fields = encode_fields(&next.fields)?;
         let response = request.map(|_| encode_response(&next)).transpose()?;
         let change = Change::ContactInfo {
@@ -368,7 +366,7 @@ impl PostgresStore {
             .bind(current.as_ref().map_or(0, |c| c.revision))
             .bind(actor)
             .bind(request.map(|k| k.id))
-            .bind(encode_changed(changed_by(current.as_ref(), &next)))
+            .bind(encode_changed(next.changed_since(current.as_ref())))
             .bind(next.create_time)
             .bind(response)
             .bind(CHANNEL)
@@ -387,6 +385,63 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
+    /// One change to `partner`'s portal users: locks and loads them, lets
+    /// `decide` (a domain rule, no I/O) say what changes, writes that and its
+    /// revision, and tells the other replicas; all in one transaction.
+    async fn mutate_users(
+        &self,
+        partner: &PartnerId,
+        actor: &str,
+        decide: impl FnOnce(&[PortalUser]) -> Result<PortalUserChange, Error>,
+    ) -> Result<PortalUser, Error> {
+        let mut tx = self.begin().await?;
+        let users = lock_users(&mut tx, partner).await?;
+        let change = decide(&users)?;
+        let user = change.user();
+        let written = match &change {
+            PortalUserChange::Grant(u) => sqlx::query(
+                "INSERT INTO portal_users
+                     (partner, id, email, email_key, role, create_time, update_time, email_key_scheme)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(partner.as_str())
+            .bind(u.name.id)
+            .bind(u.email.as_str())
+            .bind(u.email.comparison_key())
+            .bind(u.role.as_str())
+            .bind(u.create_time)
+            .bind(EMAIL_KEY_SCHEME),
+            PortalUserChange::UpdateRole(u) => sqlx::query(
+                "UPDATE portal_users SET role = $3, update_time = $4 WHERE partner = $1 AND id = $2",
+            )
+            .bind(partner.as_str())
+            .bind(u.name.id)
+            .bind(u.role.as_str())
+            .bind(u.update_time),
+            PortalUserChange::Revoke(u) => {
+                sqlx::query("DELETE FROM portal_users WHERE partner = $1 AND id = $2")
+                    .bind(partner.as_str())
+                    .bind(u.name.id)
+            }
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "write portal user"))?;
+        if written.rows_affected() != 1 {
+            // Only an insert can miss: a concurrent grant of the same
+            // mailbox committed first (the partner had no user to lock).
+            return Err(user_exists(partner));
+        }
+        let at = match &change {
+            PortalUserChange::Revoke(_) => now_micros(),
+            _ => user.update_time,
+        };
+        record_user_revision(&mut tx, user, change.action(), actor, at).await?;
+        self.notify(&mut tx, &users_changed(partner)).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(change.into_user())
+    }
+
     /// Tells every replica, when the transaction commits (and only then).
     async fn notify(&self, conn: &mut PgConnection, change: &Change) -> Result<(), Error> {
         if !self.notify {
@@ -469,25 +524,19 @@ async fn user_emails(
 }
 
 /// Locks every portal user of `partner` (so that concurrent changes to the
-/// partner's users run one at a time) and returns their ids, roles and email
-/// keys (computed, as in `user_emails`).
+/// partner's users run one at a time) and returns them.
 async fn lock_users(
     conn: &mut PgConnection,
     partner: &PartnerId,
-) -> Result<Vec<(uuid::Uuid, PortalRole, String)>, Error> {
-    let rows: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, role, email FROM portal_users WHERE partner = $1 ORDER BY id FOR UPDATE",
-    )
-    .bind(partner.as_str())
-    .fetch_all(conn)
-    .await
-    .map_err(|e| to_error(&e, "lock portal users"))?;
+) -> Result<Vec<PortalUser>, Error> {
+    let sql = format!("{USER_COLUMNS} WHERE partner = $1 ORDER BY id FOR UPDATE");
+    let rows: Vec<PgUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(partner.as_str())
+        .fetch_all(conn)
+        .await
+        .map_err(|e| to_error(&e, "lock portal users"))?;
     rows.into_iter()
-        .map(|(id, role, email)| {
-            PortalRole::parse(&role)
-                .map(|r| (id, r, email_key_of_stored(&email)))
-                .ok_or_else(|| super::internal("stored role is invalid"))
-        })
+        .map(|r| user_row(r).into_domain())
         .collect()
 }
 
@@ -518,37 +567,6 @@ fn users_changed(partner: &PartnerId) -> Change {
     Change::PortalUsers {
         partner: partner.clone(),
     }
-}
-
-/// The user `name` names, provided that giving it `new_role` (`None`:
-/// removing it) leaves the partner an administrator. Runs inside the write
-/// transaction, after the partner's users are locked.
-async fn user_for_change(
-    conn: &mut PgConnection,
-    name: &PortalUserName,
-    new_role: Option<PortalRole>,
-) -> Result<PortalUser, Error> {
-    let users = lock_users(conn, &name.partner).await?;
-    let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
-    let user = fetch_user(conn, name)
-        .await?
-        .ok_or_else(|| user_not_found(name))?;
-    last_administrator(&roles, name.id, new_role)?;
-    Ok(user)
-}
-
-async fn fetch_user(
-    conn: &mut PgConnection,
-    name: &PortalUserName,
-) -> Result<Option<PortalUser>, Error> {
-    let sql = format!("{USER_COLUMNS} WHERE partner = $1 AND id = $2");
-    let found: Option<PgUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(name.partner.as_str())
-        .bind(name.id)
-        .fetch_optional(conn)
-        .await
-        .map_err(|e| to_error(&e, "read portal user"))?;
-    found.map(|r| user_row(r).into_domain()).transpose()
 }
 
 #[async_trait]
@@ -699,48 +717,11 @@ impl ContactStore for PostgresStore {
         role: PortalRole,
         actor: &str,
     ) -> Result<PortalUser, Error> {
-        let mut tx = self.begin().await?;
-        let users = lock_users(&mut tx, partner).await?;
-        let key = email.comparison_key();
-        if users.iter().any(|(_, _, k)| *k == key) {
-            return Err(user_exists(partner));
-        }
-        first_user_must_administer(users.len(), role)?;
-        let now = now_micros();
-        let user = PortalUser {
-            name: PortalUserName {
-                partner: partner.clone(),
-                id: uuid::Uuid::new_v4(),
-            },
-            email: email.clone(),
-            role,
-            create_time: now,
-            update_time: now,
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO portal_users
-                 (partner, id, email, email_key, role, create_time, update_time, email_key_scheme)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        )
-        .bind(partner.as_str())
-        .bind(user.name.id)
-        .bind(email.as_str())
-        .bind(&key)
-        .bind(role.as_str())
-        .bind(now)
-        .bind(now)
-        .bind(EMAIL_KEY_SCHEME)
-        .execute(&mut *tx)
+        let (id, now) = (uuid::Uuid::new_v4(), now_micros());
+        self.mutate_users(partner, actor, |users| {
+            grant(users, partner, email, role, id, now)
+        })
         .await
-        .map_err(|e| to_error(&e, "insert portal user"))?;
-        if inserted.rows_affected() != 1 {
-            // A concurrent grant of the same email committed first.
-            return Err(user_exists(partner));
-        }
-        record_user_revision(&mut tx, &user, "GRANT", actor, now).await?;
-        self.notify(&mut tx, &users_changed(partner)).await?;
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(user)
     }
 
     #[instrument(skip(self, actor), fields(user = %name, role = role.as_str()), err(level = "debug"))]
@@ -750,41 +731,18 @@ impl ContactStore for PostgresStore {
         role: PortalRole,
         actor: &str,
     ) -> Result<PortalUser, Error> {
-        let mut tx = self.begin().await?;
-        let mut user = user_for_change(&mut tx, name, Some(role)).await?;
         let now = now_micros();
-        user.role = role;
-        user.update_time = now;
-        sqlx::query(
-            "UPDATE portal_users SET role = $3, update_time = $4 WHERE partner = $1 AND id = $2",
-        )
-        .bind(name.partner.as_str())
-        .bind(name.id)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
+        self.mutate_users(&name.partner, actor, |users| {
+            change_role(users, name, role, now)
+        })
         .await
-        .map_err(|e| to_error(&e, "update portal user"))?;
-        record_user_revision(&mut tx, &user, "UPDATE_ROLE", actor, now).await?;
-        self.notify(&mut tx, &users_changed(&name.partner)).await?;
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(user)
     }
 
     #[instrument(skip(self, actor), fields(user = %name), err(level = "debug"))]
     async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        let user = user_for_change(&mut tx, name, None).await?;
-        sqlx::query("DELETE FROM portal_users WHERE partner = $1 AND id = $2")
-            .bind(name.partner.as_str())
-            .bind(name.id)
-            .execute(&mut *tx)
+        self.mutate_users(&name.partner, actor, |users| revoke(users, name))
             .await
-            .map_err(|e| to_error(&e, "delete portal user"))?;
-        record_user_revision(&mut tx, &user, "REVOKE", actor, now_micros()).await?;
-        self.notify(&mut tx, &users_changed(&name.partner)).await?;
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(())
+            .map(drop)
     }
 
     fn pool_stats(&self) -> super::PoolStats {

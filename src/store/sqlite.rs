@@ -10,15 +10,15 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tracing::instrument;
 
 use super::classify::to_error;
-use super::{
-    ContactStore, RequestKey, RevisionRow, Row, StoreOptions, UserCursor, UserRow, changed_by,
-    encode_changed, encode_fields, encode_response, encode_user, first_user_must_administer,
-    internal, last_administrator, replay, user_exists, user_not_found,
+use super::requests::{encode_response, replay};
+use super::rows::{
+    RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
+use super::{ContactStore, RequestKey, StoreOptions, UserCursor};
 use crate::domain::{
     ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Email, PartnerId, PortalRole, PortalUser,
-    PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
-    email_key_of_stored, now_micros, rekey, require_portal_users,
+    PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey,
+    Update, change_role, email_key_of_stored, grant, now_micros, rekey, revoke,
 };
 use crate::error::Error;
 
@@ -191,6 +191,58 @@ impl SqliteStore {
         Ok(RekeyReport::of(&plan))
     }
 
+    /// One change to `partner`'s portal users: loads them under the write
+    /// lock, lets `decide` (a domain rule, no I/O) say what changes, writes
+    /// that and its revision; all in one transaction.
+    async fn mutate_users(
+        &self,
+        partner: &PartnerId,
+        actor: &str,
+        decide: impl FnOnce(&[PortalUser]) -> Result<PortalUserChange, Error>,
+    ) -> Result<PortalUser, Error> {
+        let mut tx = self.begin_write().await?;
+        let users = partner_users(&mut tx, partner).await?;
+        let change = decide(&users)?;
+        let user = change.user();
+        let id = user.name.id.hyphenated().to_string();
+        match &change {
+            PortalUserChange::Grant(u) => sqlx::query(
+                "INSERT INTO portal_users
+                     (partner, id, email, email_key, role, create_time, update_time, email_key_scheme)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+            )
+            .bind(partner.as_str())
+            .bind(id)
+            .bind(u.email.as_str())
+            .bind(u.email.comparison_key())
+            .bind(u.role.as_str())
+            .bind(u.create_time.timestamp_micros())
+            .bind(EMAIL_KEY_SCHEME),
+            PortalUserChange::UpdateRole(u) => sqlx::query(
+                "UPDATE portal_users SET role = ?3, update_time = ?4 WHERE partner = ?1 AND id = ?2",
+            )
+            .bind(partner.as_str())
+            .bind(id)
+            .bind(u.role.as_str())
+            .bind(u.update_time.timestamp_micros()),
+            PortalUserChange::Revoke(_) => {
+                sqlx::query("DELETE FROM portal_users WHERE partner = ?1 AND id = ?2")
+                    .bind(partner.as_str())
+                    .bind(id)
+            }
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| to_error(&e, "write portal user"))?;
+        let at = match &change {
+            PortalUserChange::Revoke(_) => now_micros(),
+            _ => user.update_time,
+        };
+        record_user_revision(&mut tx, user, change.action(), actor, at).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(change.into_user())
+    }
+
     /// IMMEDIATE takes the write lock up front: SQLite then runs writes one
     /// at a time, so each read-check-write below cannot interleave.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Error> {
@@ -219,25 +271,19 @@ async fn user_emails(
         .collect())
 }
 
-/// Every portal user of `partner`: id, role and email key (computed, as in
-/// `user_emails`).
+/// Every portal user of `partner`; inside a write transaction, which holds
+/// SQLite's write lock, so they cannot change until it ends.
 async fn partner_users(
     conn: &mut SqliteConnection,
     partner: &PartnerId,
-) -> Result<Vec<(uuid::Uuid, PortalRole, String)>, Error> {
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, role, email FROM portal_users WHERE partner = ?1")
-            .bind(partner.as_str())
-            .fetch_all(conn)
-            .await
-            .map_err(|e| to_error(&e, "read portal users"))?;
-    rows.into_iter()
-        .map(|(id, role, email)| {
-            let role =
-                PortalRole::parse(&role).ok_or_else(|| internal("stored role is invalid"))?;
-            Ok((parse_uuid(&id)?, role, email_key_of_stored(&email)))
-        })
-        .collect()
+) -> Result<Vec<PortalUser>, Error> {
+    let sql = format!("{USER_COLUMNS} WHERE partner = ?1");
+    let rows: Vec<SqliteUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(partner.as_str())
+        .fetch_all(conn)
+        .await
+        .map_err(|e| to_error(&e, "read portal users"))?;
+    rows.into_iter().map(decode_user).collect()
 }
 
 async fn record_user_revision(
@@ -261,37 +307,6 @@ async fn record_user_revision(
     .await
     .map(|_| ())
     .map_err(|e| to_error(&e, "record portal user revision"))
-}
-
-/// The user `name` names, provided that giving it `new_role` (`None`:
-/// removing it) leaves the partner an administrator. Runs inside the write
-/// transaction, after the partner's users are locked.
-async fn user_for_change(
-    conn: &mut SqliteConnection,
-    name: &PortalUserName,
-    new_role: Option<PortalRole>,
-) -> Result<PortalUser, Error> {
-    let users = partner_users(conn, &name.partner).await?;
-    let roles: Vec<_> = users.iter().map(|(id, r, _)| (*id, *r)).collect();
-    let user = fetch_user(conn, name)
-        .await?
-        .ok_or_else(|| user_not_found(name))?;
-    last_administrator(&roles, name.id, new_role)?;
-    Ok(user)
-}
-
-async fn fetch_user(
-    conn: &mut SqliteConnection,
-    name: &PortalUserName,
-) -> Result<Option<PortalUser>, Error> {
-    let sql = format!("{USER_COLUMNS} WHERE partner = ?1 AND id = ?2");
-    let found: Option<SqliteUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(name.partner.as_str())
-        .bind(name.id.hyphenated().to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(|e| to_error(&e, "read portal user"))?;
-    found.map(decode_user).transpose()
 }
 
 #[async_trait]
@@ -378,13 +393,11 @@ impl ContactStore for SqliteStore {
             .await
             .map_err(|e| to_error(&e, "read contact info"))?;
         let current = current.map(decode).transpose()?;
-        let next = update.apply(current.as_ref(), now_micros())?;
-        if update.names_alert_contacts(&next.fields) {
-            require_portal_users(
-                &next.fields,
-                &user_emails(&mut tx, &next.name.partner).await?,
-            )?;
-        }
+        let users = match update.needs_portal_users() {
+            true => Some(user_emails(&mut tx, &update.name.partner).await?),
+            false => None,
+        };
+        let next = update.apply(current.as_ref(), users.as_ref(), now_micros())?;
         let fields = encode_fields(&next.fields)?;
         sqlx::query(
             "INSERT INTO contact_info
@@ -416,7 +429,7 @@ impl ContactStore for SqliteStore {
         .bind(next.revision)
         .bind(actor)
         .bind(request.map(|k| k.id.hyphenated().to_string()))
-        .bind(encode_changed(changed_by(current.as_ref(), &next)))
+        .bind(encode_changed(next.changed_since(current.as_ref())))
         .bind(&next.etag)
         .bind(&fields)
         .bind(next.create_time.timestamp_micros())
@@ -512,43 +525,11 @@ impl ContactStore for SqliteStore {
         role: PortalRole,
         actor: &str,
     ) -> Result<PortalUser, Error> {
-        let mut tx = self.begin_write().await?;
-        let users = partner_users(&mut tx, partner).await?;
-        let key = email.comparison_key();
-        if users.iter().any(|(_, _, k)| *k == key) {
-            return Err(user_exists(partner));
-        }
-        first_user_must_administer(users.len(), role)?;
-        let now = now_micros();
-        let user = PortalUser {
-            name: PortalUserName {
-                partner: partner.clone(),
-                id: uuid::Uuid::new_v4(),
-            },
-            email: email.clone(),
-            role,
-            create_time: now,
-            update_time: now,
-        };
-        sqlx::query(
-            "INSERT INTO portal_users
-                 (partner, id, email, email_key, role, create_time, update_time, email_key_scheme)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(partner.as_str())
-        .bind(user.name.id.hyphenated().to_string())
-        .bind(email.as_str())
-        .bind(&key)
-        .bind(role.as_str())
-        .bind(now.timestamp_micros())
-        .bind(now.timestamp_micros())
-        .bind(EMAIL_KEY_SCHEME)
-        .execute(&mut *tx)
+        let (id, now) = (uuid::Uuid::new_v4(), now_micros());
+        self.mutate_users(partner, actor, |users| {
+            grant(users, partner, email, role, id, now)
+        })
         .await
-        .map_err(|e| to_error(&e, "insert portal user"))?;
-        record_user_revision(&mut tx, &user, "GRANT", actor, now).await?;
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(user)
     }
 
     #[instrument(skip(self, actor), fields(user = %name, role = role.as_str()), err(level = "debug"))]
@@ -558,38 +539,17 @@ impl ContactStore for SqliteStore {
         role: PortalRole,
         actor: &str,
     ) -> Result<PortalUser, Error> {
-        let mut tx = self.begin_write().await?;
-        let mut user = user_for_change(&mut tx, name, Some(role)).await?;
         let now = now_micros();
-        user.role = role;
-        user.update_time = now;
-        sqlx::query(
-            "UPDATE portal_users SET role = ?3, update_time = ?4 WHERE partner = ?1 AND id = ?2",
-        )
-        .bind(name.partner.as_str())
-        .bind(name.id.hyphenated().to_string())
-        .bind(role.as_str())
-        .bind(now.timestamp_micros())
-        .execute(&mut *tx)
+        self.mutate_users(&name.partner, actor, |users| {
+            change_role(users, name, role, now)
+        })
         .await
-        .map_err(|e| to_error(&e, "update portal user"))?;
-        record_user_revision(&mut tx, &user, "UPDATE_ROLE", actor, now).await?;
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(user)
     }
 
     #[instrument(skip(self, actor), fields(user = %name), err(level = "debug"))]
     async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
-        let user = user_for_change(&mut tx, name, None).await?;
-        sqlx::query("DELETE FROM portal_users WHERE partner = ?1 AND id = ?2")
-            .bind(name.partner.as_str())
-            .bind(name.id.hyphenated().to_string())
-            .execute(&mut *tx)
+        self.mutate_users(&name.partner, actor, |users| revoke(users, name))
             .await
-            .map_err(|e| to_error(&e, "delete portal user"))?;
-        record_user_revision(&mut tx, &user, "REVOKE", actor, now_micros()).await?;
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(())
+            .map(drop)
     }
 }

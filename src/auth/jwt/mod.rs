@@ -389,3 +389,6 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     &bytes[start..]
 }
+
+#[cfg(test)]
+mod tests;
