@@ -13,10 +13,9 @@ use moka::sync::Cache;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::changes::{Change, ChangeFeed};
-use super::{ContactStore, DynStore, RequestKey, UserCursor};
+use super::{ContactStore, DynStore, RequestKey, UserCursor, UserDecision};
 use crate::domain::{
-    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserEmails,
-    PortalUserName, Revision, Update,
+    ContactInfo, ContactInfoName, PartnerId, PortalUser, PortalUserEmails, Revision, Update,
 };
 use crate::error::Error;
 
@@ -469,39 +468,18 @@ impl ContactStore for CachedStore {
         Ok((*self.portal_user_emails_shared(partner).await?).clone())
     }
 
-    async fn grant_portal_access(
+    async fn mutate_portal_users(
         &self,
         partner: &PartnerId,
-        email: &Email,
-        role: PortalRole,
         actor: &str,
+        decide: UserDecision<'_>,
     ) -> Result<PortalUser, Error> {
         let user = self
             .database()?
-            .grant_portal_access(partner, email, role, actor)
+            .mutate_portal_users(partner, actor, decide)
             .await?;
         self.users_changed(partner);
         Ok(user)
-    }
-
-    async fn update_portal_user_role(
-        &self,
-        name: &PortalUserName,
-        role: PortalRole,
-        actor: &str,
-    ) -> Result<PortalUser, Error> {
-        let user = self
-            .database()?
-            .update_portal_user_role(name, role, actor)
-            .await?;
-        self.users_changed(&name.partner);
-        Ok(user)
-    }
-
-    async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
-        self.database()?.revoke_portal_access(name, actor).await?;
-        self.users_changed(&name.partner);
-        Ok(())
     }
 }
 

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserEmails,
-    PortalUserName, RekeyReport, Revision, Update,
+    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserChange,
+    PortalUserEmails, PortalUserName, RekeyReport, Revision, Update, change_role, grant,
+    now_micros, revoke,
 };
 use crate::error::Error;
 
@@ -84,10 +85,22 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<PortalUser>, Error>;
 
-    /// The lower-cased emails of the partner's portal users.
+    /// The email comparison keys of the partner's portal users.
     async fn portal_user_emails(&self, partner: &PartnerId) -> Result<PortalUserEmails, Error>;
 
-    /// ALREADY_EXISTS for an email that has access; FAILED_PRECONDITION when
+    /// One change to `partner`'s portal users, in one transaction: the
+    /// backend locks and loads them, `decide` (a domain rule, no I/O) says
+    /// what changes, and the backend writes that with its revision and tells
+    /// the other replicas. Returns the user after the change (as it was, for
+    /// a revoke).
+    async fn mutate_portal_users(
+        &self,
+        partner: &PartnerId,
+        actor: &str,
+        decide: UserDecision<'_>,
+    ) -> Result<PortalUser, Error>;
+
+    /// ALREADY_EXISTS for a mailbox that has access; FAILED_PRECONDITION when
     /// the partner's first user would not be an administrator.
     async fn grant_portal_access(
         &self,
@@ -95,7 +108,12 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
         email: &Email,
         role: PortalRole,
         actor: &str,
-    ) -> Result<PortalUser, Error>;
+    ) -> Result<PortalUser, Error> {
+        let (id, now) = (uuid::Uuid::new_v4(), now_micros());
+        let decide = move |users: &[PortalUser]| grant(users, partner, email, role, id, now);
+        self.mutate_portal_users(partner, actor, Box::new(decide))
+            .await
+    }
 
     /// NOT_FOUND for an unknown user; FAILED_PRECONDITION when no
     /// administrator would remain.
@@ -104,11 +122,21 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
         name: &PortalUserName,
         role: PortalRole,
         actor: &str,
-    ) -> Result<PortalUser, Error>;
+    ) -> Result<PortalUser, Error> {
+        let now = now_micros();
+        let decide = move |users: &[PortalUser]| change_role(users, name, role, now);
+        self.mutate_portal_users(&name.partner, actor, Box::new(decide))
+            .await
+    }
 
     /// NOT_FOUND for an unknown user; FAILED_PRECONDITION when no
     /// administrator would remain.
-    async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error>;
+    async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
+        let decide = move |users: &[PortalUser]| revoke(users, name);
+        self.mutate_portal_users(&name.partner, actor, Box::new(decide))
+            .await
+            .map(drop)
+    }
 
     /// The connection pool now, for metrics.
     fn pool_stats(&self) -> PoolStats {
@@ -122,6 +150,11 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 }
+
+/// What [`ContactStore::mutate_portal_users`] asks the domain: given the
+/// partner's users, what changes (or why nothing may).
+pub type UserDecision<'a> =
+    Box<dyn FnOnce(&[PortalUser]) -> Result<PortalUserChange, Error> + Send + 'a>;
 
 /// A backend's connection pool and change listener, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,11 +14,11 @@ use super::requests::{encode_response, replay};
 use super::rows::{
     RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
-use super::{ContactStore, RequestKey, StoreOptions, UserCursor};
+use super::{ContactStore, RequestKey, StoreOptions, UserCursor, UserDecision};
 use crate::domain::{
-    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Email, PartnerId, PortalRole, PortalUser,
-    PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey,
-    Update, change_role, email_key_of_stored, grant, now_micros, rekey, revoke,
+    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, PartnerId, PortalUser, PortalUserChange,
+    PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
+    email_key_of_stored, now_micros, rekey,
 };
 use crate::error::Error;
 
@@ -517,39 +517,13 @@ impl ContactStore for SqliteStore {
         user_emails(&mut conn, partner).await
     }
 
-    #[instrument(skip(self, email, actor), fields(partner = %partner.as_str(), role = role.as_str()), err(level = "debug"))]
-    async fn grant_portal_access(
+    #[instrument(skip(self, actor, decide), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn mutate_portal_users(
         &self,
         partner: &PartnerId,
-        email: &Email,
-        role: PortalRole,
         actor: &str,
+        decide: UserDecision<'_>,
     ) -> Result<PortalUser, Error> {
-        let (id, now) = (uuid::Uuid::new_v4(), now_micros());
-        self.mutate_users(partner, actor, |users| {
-            grant(users, partner, email, role, id, now)
-        })
-        .await
-    }
-
-    #[instrument(skip(self, actor), fields(user = %name, role = role.as_str()), err(level = "debug"))]
-    async fn update_portal_user_role(
-        &self,
-        name: &PortalUserName,
-        role: PortalRole,
-        actor: &str,
-    ) -> Result<PortalUser, Error> {
-        let now = now_micros();
-        self.mutate_users(&name.partner, actor, |users| {
-            change_role(users, name, role, now)
-        })
-        .await
-    }
-
-    #[instrument(skip(self, actor), fields(user = %name), err(level = "debug"))]
-    async fn revoke_portal_access(&self, name: &PortalUserName, actor: &str) -> Result<(), Error> {
-        self.mutate_users(&name.partner, actor, |users| revoke(users, name))
-            .await
-            .map(drop)
+        self.mutate_users(partner, actor, decide).await
     }
 }
