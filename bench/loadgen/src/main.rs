@@ -23,7 +23,7 @@
 //! - `wait-serving`: polls `grpc.health.v1.Health/Check` every `--poll-ms`
 //!   until SERVING; prints the time since `--since-ns` (Unix epoch ns).
 //! - `fault-steady`, `health-watch`, `fault-verify`, `overload`, `drain`:
-//!   the fault test, `bench/faults`; see `faults.rs` and `bench/FAULTS.md`.
+//!   the fault test, `bench/faults`; see `faults/` and `bench/FAULTS.md`.
 //!
 //! Exit status (the fault modes: 0 when they ran; the script judges their
 //! `RESULT` lines): 0 when every call succeeded, 2 when any failed (or nothing
@@ -184,6 +184,15 @@ struct Clients {
     contacts: ContactsServiceClient<Channel>,
 }
 
+impl Clients {
+    fn new(channel: &Channel) -> Self {
+        Self {
+            health: HealthClient::new(channel.clone()),
+            contacts: ContactsServiceClient::new(channel.clone()),
+        }
+    }
+}
+
 fn update_request(name: String, email: &str) -> pb::UpdateContactsRequest {
     pb::UpdateContactsRequest {
         contact_info: Some(pb::ContactInfo {
@@ -201,6 +210,43 @@ fn update_request(name: String, email: &str) -> pb::UpdateContactsRequest {
         validate_only: false,
         request_id: String::new(),
     }
+}
+
+fn get_request(name: String) -> pb::GetContactsRequest {
+    pb::GetContactsRequest {
+        name,
+        read_time: None,
+    }
+}
+
+fn gate_request(name: String) -> pb::CheckOnboardingGateRequest {
+    pb::CheckOnboardingGateRequest {
+        name,
+        integration_type: String::new(),
+    }
+}
+
+/// Every loaded partner is complete, so its gate is open (with the etag it
+/// was decided on).
+fn gate_open(r: &pb::CheckOnboardingGateResponse) -> bool {
+    r.open && !r.etag.is_empty()
+}
+
+fn alert_request(name: String) -> pb::ResolveRecipientsRequest {
+    pb::ResolveRecipientsRequest {
+        name,
+        purpose: pb::Purpose::ProductionAlert as i32,
+        at_time: None,
+    }
+}
+
+/// Every loaded partner has alert contacts, so production alerts go to
+/// them, with no fallback.
+fn alerts_to_alert_contacts(r: &pb::ResolveRecipientsResponse) -> bool {
+    r.recipients
+        .first()
+        .is_some_and(|x| x.field == "alert_contacts")
+        && r.fallback.is_none()
 }
 
 /// One call, its response decoded and checked against the loaded data.
@@ -229,10 +275,7 @@ async fn one_call(
             let name = contact_info_name(prefix, partner);
             let r = c
                 .contacts
-                .get_contacts(pb::GetContactsRequest {
-                    name: name.clone(),
-                    read_time: None,
-                })
+                .get_contacts(get_request(name.clone()))
                 .await?
                 .into_inner();
             check(
@@ -243,32 +286,19 @@ async fn one_call(
         Rpc::Gate => {
             let r = c
                 .contacts
-                .check_onboarding_gate(pb::CheckOnboardingGateRequest {
-                    name: contact_info_name(prefix, partner),
-                    integration_type: String::new(),
-                })
+                .check_onboarding_gate(gate_request(contact_info_name(prefix, partner)))
                 .await?
                 .into_inner();
-            check(
-                r.open && !r.etag.is_empty(),
-                "gate closed for a complete partner",
-            )
+            check(gate_open(&r), "gate closed for a complete partner")
         }
         Rpc::Resolve => {
             let r = c
                 .contacts
-                .resolve_recipients(pb::ResolveRecipientsRequest {
-                    name: contact_info_name(prefix, partner),
-                    purpose: pb::Purpose::ProductionAlert as i32,
-                    at_time: None,
-                })
+                .resolve_recipients(alert_request(contact_info_name(prefix, partner)))
                 .await?
                 .into_inner();
             check(
-                r.recipients
-                    .first()
-                    .is_some_and(|x| x.field == "alert_contacts")
-                    && r.fallback.is_none(),
+                alerts_to_alert_contacts(&r),
                 "production alert not resolved to the alert contacts",
             )
         }
@@ -319,6 +349,13 @@ impl Stats {
         }
     }
 
+    fn record(&mut self, result: Result<(), Failure>) {
+        match result {
+            Ok(()) => self.ok += 1,
+            Err(f) => self.record_failure(f),
+        }
+    }
+
     fn record_failure(&mut self, f: Failure) {
         let (key, text) = match f {
             Failure::Status(s) => (
@@ -330,6 +367,24 @@ impl Stats {
         *self.failures.entry(key).or_default() += 1;
         if self.first_failure.is_none() {
             self.first_failure = Some(text);
+        }
+    }
+
+    /// The workers' stats, merged.
+    async fn join(tasks: Vec<tokio::task::JoinHandle<Stats>>) -> Result<Stats, String> {
+        let mut total = Stats::default();
+        for t in tasks {
+            total.merge(t.await.map_err(|e| format!("worker panicked: {e}"))?);
+        }
+        Ok(total)
+    }
+
+    fn print_failures(&self) {
+        for (code, n) in &self.failures {
+            println!("FAILURES code={code} count={n}");
+        }
+        if let Some(f) = &self.first_failure {
+            eprintln!("loadgen: first failure: {f}");
         }
     }
 }
@@ -347,6 +402,17 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
+/// `p50_ms=.. p99_ms=.. max_ms=..` of sorted latencies (ns): one format for
+/// every `RESULT` line, which the scripts read by key.
+fn p50_p99_max_ms(sorted: &[u64]) -> String {
+    format!(
+        "p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        ms(percentile(sorted, 50.0)),
+        ms(percentile(sorted, 99.0)),
+        ms(sorted.last().copied().unwrap_or(0)),
+    )
+}
+
 async fn closed_loop(args: &Args) -> Result<bool, String> {
     if args.partners == 0 || args.connections == 0 || args.streams == 0 {
         return Err("--partners, --connections and --streams must be positive".to_owned());
@@ -362,10 +428,7 @@ async fn closed_loop(args: &Args) -> Result<bool, String> {
     for (c, channel) in channels.iter().enumerate() {
         for s in 0..args.streams {
             let worker = (c * args.streams + s) as u64;
-            let mut clients = Clients {
-                health: HealthClient::new(channel.clone()),
-                contacts: ContactsServiceClient::new(channel.clone()),
-            };
+            let mut clients = Clients::new(channel);
             let rpc = args.rpc;
             let prefix = args.partner_prefix.clone();
             let partners = args.partners;
@@ -388,25 +451,19 @@ async fn closed_loop(args: &Args) -> Result<bool, String> {
                         continue;
                     }
                     stats.latencies.push(started.elapsed().as_nanos() as u64);
-                    match result {
-                        Ok(()) => stats.ok += 1,
-                        Err(f) => stats.record_failure(f),
-                    }
+                    stats.record(result);
                 }
                 stats
             }));
         }
     }
-    let mut total = Stats::default();
-    for t in tasks {
-        total.merge(t.await.map_err(|e| format!("worker panicked: {e}"))?);
-    }
+    let mut total = Stats::join(tasks).await?;
     let measured = end.saturating_duration_since(measure_from).as_secs_f64();
     total.latencies.sort_unstable();
     let requests = total.latencies.len() as u64;
     let failed: u64 = total.failures.values().sum();
     println!(
-        "RESULT rpc={:?} connections={} streams={} partners={} duration_s={:.3} requests={} ok={} failed={} rps={:.1} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        "RESULT rpc={:?} connections={} streams={} partners={} duration_s={:.3} requests={} ok={} failed={} rps={:.1} {}",
         args.rpc,
         args.connections,
         args.streams,
@@ -416,16 +473,9 @@ async fn closed_loop(args: &Args) -> Result<bool, String> {
         total.ok,
         failed,
         requests as f64 / measured,
-        ms(percentile(&total.latencies, 50.0)),
-        ms(percentile(&total.latencies, 99.0)),
-        ms(total.latencies.last().copied().unwrap_or(0)),
+        p50_p99_max_ms(&total.latencies),
     );
-    for (code, n) in &total.failures {
-        println!("FAILURES code={code} count={n}");
-    }
-    if let Some(f) = &total.first_failure {
-        eprintln!("loadgen: first failure: {f}");
-    }
+    total.print_failures();
     Ok(failed == 0 && total.ok > 0)
 }
 
@@ -439,10 +489,7 @@ async fn warm(args: &Args) -> Result<bool, String> {
     for _ in 0..args.connections {
         let channel = connect(&args.addr, Duration::from_secs(5)).await?;
         for _ in 0..args.streams {
-            let mut clients = Clients {
-                health: HealthClient::new(channel.clone()),
-                contacts: ContactsServiceClient::new(channel.clone()),
-            };
+            let mut clients = Clients::new(&channel);
             let next = next.clone();
             let prefix = args.partner_prefix.clone();
             let partners = args.partners;
@@ -456,19 +503,13 @@ async fn warm(args: &Args) -> Result<bool, String> {
                     if partner > partners {
                         break;
                     }
-                    match one_call(Rpc::Gate, &mut clients, &prefix, partner, 0).await {
-                        Ok(()) => stats.ok += 1,
-                        Err(f) => stats.record_failure(f),
-                    }
+                    stats.record(one_call(Rpc::Gate, &mut clients, &prefix, partner, 0).await);
                 }
                 stats
             }));
         }
     }
-    let mut total = Stats::default();
-    for t in tasks {
-        total.merge(t.await.map_err(|e| format!("worker panicked: {e}"))?);
-    }
+    let total = Stats::join(tasks).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let failed: u64 = total.failures.values().sum();
     println!(
@@ -480,12 +521,7 @@ async fn warm(args: &Args) -> Result<bool, String> {
         elapsed,
         (total.ok + failed) as f64 / elapsed,
     );
-    for (code, n) in &total.failures {
-        println!("FAILURES code={code} count={n}");
-    }
-    if let Some(f) = &total.first_failure {
-        eprintln!("loadgen: first failure: {f}");
-    }
+    total.print_failures();
     Ok(failed == 0)
 }
 
@@ -508,14 +544,10 @@ async fn staleness(args: &Args) -> Result<bool, String> {
     for it in 0..args.iterations {
         let partner = rng.partner(args.partners);
         let name = contact_info_name(&args.partner_prefix, partner);
-        let get = |name: &str| pb::GetContactsRequest {
-            name: name.to_owned(),
-            read_time: None,
-        };
         // The readers hold the current state in their caches: the case where
         // only invalidation can make them see the change.
         for c in clients.iter_mut().skip(1) {
-            c.get_contacts(get(&name))
+            c.get_contacts(get_request(name.clone()))
                 .await
                 .map_err(|e| format!("priming read failed: {:?} {}", e.code(), e.message()))?;
         }
@@ -534,7 +566,7 @@ async fn staleness(args: &Args) -> Result<bool, String> {
             let etag = etag.clone();
             polls.push(tokio::spawn(async move {
                 loop {
-                    match c.get_contacts(get(&name)).await {
+                    match c.get_contacts(get_request(name.clone())).await {
                         Ok(r) if r.get_ref().etag == etag => {
                             return Ok(Some(acked.elapsed().as_nanos() as u64));
                         }
@@ -559,7 +591,7 @@ async fn staleness(args: &Args) -> Result<bool, String> {
         }
         // A replica always reads its own writes.
         let own = clients[0]
-            .get_contacts(get(&name))
+            .get_contacts(get_request(name.clone()))
             .await
             .map_err(|e| format!("own read failed: {:?} {}", e.code(), e.message()))?;
         if own.get_ref().etag != etag {
@@ -568,13 +600,11 @@ async fn staleness(args: &Args) -> Result<bool, String> {
     }
     samples.sort_unstable();
     println!(
-        "RESULT rpc=Staleness replicas={} iterations={} samples={} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} timeouts={} errors={} ryw_violations={}",
+        "RESULT rpc=Staleness replicas={} iterations={} samples={} {} timeouts={} errors={} ryw_violations={}",
         addrs.len(),
         args.iterations,
         samples.len(),
-        ms(percentile(&samples, 50.0)),
-        ms(percentile(&samples, 99.0)),
-        ms(samples.last().copied().unwrap_or(0)),
+        p50_p99_max_ms(&samples),
         timeouts,
         errors,
         ryw_violations,
