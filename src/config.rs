@@ -133,6 +133,18 @@ pub struct ServeArgs {
         default_value_t = 10
     )]
     pub shutdown_grace_seconds: u64,
+
+    /// Compile every country's phone number patterns before listening (about
+    /// a second of both cores), so that no request pays for it. `false` only
+    /// for profiling under valgrind, where it takes minutes: the first number
+    /// of each country then compiles its patterns on the request path.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_WARM_UP_VALIDATION",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub warm_up_validation: bool,
 }
 
 impl Cli {

@@ -19,3 +19,4 @@ pub mod fuzzing;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod wire;

@@ -78,7 +78,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     // Compiles every country's phone number patterns on a blocking thread
     // while the store opens, and before listening, so that no request pays
     // for it (bench/VALIDATION.md).
-    let warm_up = tokio::task::spawn_blocking(partner_contacts::domain::warm_up_validation);
+    let warm_up = tokio::task::spawn_blocking({
+        let enabled = cli.serve.warm_up_validation;
+        move || enabled.then(partner_contacts::domain::warm_up_validation)
+    });
     let store = store::open(&url, &cli.store_options()).await?;
     warm_up
         .await

@@ -7,25 +7,36 @@ use crate::domain::{Principal, Revision, now_micros};
 use crate::error::{Error, FieldViolation, join_checks};
 use crate::pb;
 use crate::store::{ContactStore, RequestKey};
+use crate::wire::Encoded;
 
+/// GetContacts, encoded: the ready form as saved (or a copy without what
+/// the caller's view hides); a past state from the history is encoded here.
 pub(super) async fn get(
     api: &ContactsApi,
     principal: &Principal,
     req: pb::GetContactsRequest,
-) -> Result<pb::ContactInfo, Error> {
+) -> Result<Encoded, Error> {
     let name = convert::parse_name(&req.name)?;
-    let found = match &req.read_time {
-        Some(t) => {
-            let at = convert::parse_time(t, "read_time")?;
-            api.store.get_at(&name, at).await?.map(std::sync::Arc::new)
-        }
-        None => api.store.get_shared(&name).await?,
-    };
-    let info = found.ok_or_else(|| Error::NotFound {
+    let view = principal.read_view();
+    let not_found = || Error::NotFound {
         resource_type: crate::error::CONTACT_INFO_TYPE,
         name: name.to_string(),
-    })?;
-    Ok(convert::contact_info_to_pb(&info, principal.read_view()))
+    };
+    match &req.read_time {
+        Some(t) => {
+            let at = convert::parse_time(t, "read_time")?;
+            let info = api.store.get_at(&name, at).await?.ok_or_else(not_found)?;
+            Ok(Encoded(
+                convert::contact_info_to_pb(&info, view)
+                    .encode_to_vec()
+                    .into(),
+            ))
+        }
+        None => {
+            let ready = api.store.ready(&name).await?.ok_or_else(not_found)?;
+            Ok(Encoded(ready.encoded_for(view)))
+        }
+    }
 }
 
 pub(super) async fn update(
@@ -103,22 +114,16 @@ pub(super) async fn check_gate(
         Err(e) => return Err(e),
     };
     api.policy.check_type(&req.integration_type)?;
-    let current = api.store.get_shared(&name).await?;
-    let users = match &current {
-        Some(c) if !c.fields.alert_contacts.is_empty() => {
-            api.store.portal_user_emails_shared(&name.partner).await?
-        }
-        _ => Default::default(),
-    };
-    let result = api.policy.evaluate(
-        &req.integration_type,
-        name.environment,
-        current.as_ref().map(|c| &c.fields),
-        &users,
-    )?;
+    let current = api.store.ready_and_users(&name).await?;
+    let facts = current
+        .as_ref()
+        .map(|(ready, users)| ready.view().gate_facts(users));
+    let result = api
+        .policy
+        .evaluate(&req.integration_type, name.environment, facts.as_ref())?;
     Ok(convert::gate_to_pb(
         &result,
-        current.as_ref().map(|c| c.etag.as_str()),
+        current.as_ref().map(|(ready, _)| ready.view().etag()),
         now_micros(),
     ))
 }

@@ -1,6 +1,7 @@
 //! gRPC handlers: authenticate, authorise, decode, call the domain and store, encode.
 mod contacts;
 pub mod convert;
+mod encoded;
 pub mod paging;
 mod recipients;
 pub mod status;
@@ -15,7 +16,10 @@ use crate::auth::Authenticator;
 use crate::domain::{Action, GatePolicy, Principal, partner_segment};
 use crate::pb::{self, contacts_service_server::ContactsService};
 use crate::store::CachedStore;
+pub use encoded::EncodedRoutes;
 use status::to_status;
+
+use crate::wire::Encoded;
 
 /// The `partnerportal.contacts.v1.ContactsService` implementation.
 #[derive(Debug, Clone)]
@@ -71,12 +75,12 @@ impl ContactsApi {
     }
 }
 
-#[tonic::async_trait]
-impl ContactsService for ContactsApi {
-    async fn get_contacts(
+impl ContactsApi {
+    /// GetContacts, answered with the encoded ready form (see `encoded`).
+    pub async fn get_contacts_encoded(
         &self,
         request: Request<pb::GetContactsRequest>,
-    ) -> Result<Response<pb::ContactInfo>, Status> {
+    ) -> Result<Response<Encoded>, Status> {
         let action = if request.get_ref().read_time.is_some() {
             Action::ReadHistory
         } else {
@@ -87,6 +91,31 @@ impl ContactsService for ContactsApi {
             .await
             .map(Response::new)
             .map_err(to_status)
+    }
+
+    /// The service to serve: the generated one, with the methods that answer
+    /// from encoded bytes routed around it.
+    pub fn into_routes(self, max_decoding_message_size: usize) -> EncodedRoutes {
+        EncodedRoutes::new(self, max_decoding_message_size)
+    }
+}
+
+#[tonic::async_trait]
+impl ContactsService for ContactsApi {
+    async fn get_contacts(
+        &self,
+        request: Request<pb::GetContactsRequest>,
+    ) -> Result<Response<pb::ContactInfo>, Status> {
+        // The server answers GetContacts through `get_contacts_encoded`,
+        // without this decode; it is here for the generated service alone.
+        let encoded = self.get_contacts_encoded(request).await?.into_inner();
+        prost::Message::decode(encoded.0)
+            .map(Response::new)
+            .map_err(|_| {
+                to_status(crate::error::Error::Internal {
+                    detail: "a ready form did not decode".to_owned(),
+                })
+            })
     }
 
     async fn update_contacts(

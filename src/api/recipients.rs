@@ -1,6 +1,9 @@
 //! ResolveRecipients after admission: whom the alert dispatcher should reach.
 use super::{ContactsApi, convert};
-use crate::domain::{ContactInfoName, Field, Principal, Purpose, now_micros, resolve};
+use crate::domain::{
+    ContactInfoName, Field, Principal, Purpose, email_key_of_stored, now_micros, resolve_with,
+    window_open_at,
+};
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
 
@@ -46,52 +49,36 @@ pub(super) async fn resolve_recipients(
         return Err(Error::invalid_field("name", "is invalid"));
     };
 
-    let info = api
-        .store
-        .get_shared(&name)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            resource_type: CONTACT_INFO_TYPE,
-            name: name.to_string(),
-        })?;
-    let mut fields = principal.read_view().filter(&info.fields);
-    if purpose.fields().contains(&Field::AlertContacts) && !fields.alert_contacts.is_empty() {
-        // A revoked portal user keeps their place in the saved list but must
-        // stop receiving production alerts at once.
-        let users = api.store.portal_user_emails_shared(&name.partner).await?;
-        if fields
-            .alert_contacts
-            .iter()
-            .any(|c| !users.contains(&c.email.comparison_key()))
-        {
-            fields
-                .to_mut()
-                .alert_contacts
-                .retain(|c| users.contains(&c.email.comparison_key()));
-        }
-    }
-    let resolution = resolve(&fields, purpose);
+    let (ready, users) =
+        api.store
+            .ready_and_users(&name)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                resource_type: CONTACT_INFO_TYPE,
+                name: name.to_string(),
+            })?;
+    let view = principal.read_view();
+    let info = ready.view();
+    let resolution = resolve_with(
+        purpose,
+        |field| {
+            let shown = view.shows(field);
+            info.contacts(field).filter(move |_| shown)
+        },
+        |c| email_key_of_stored(c.email),
+        |key| users.contains(key),
+    );
     let requested = purpose.fields()[0];
     Ok(pb::ResolveRecipientsResponse {
         recipients: resolution
             .recipients
             .iter()
-            .map(|(c, field)| {
-                // A recipient is a contact as responses spell it, plus where
-                // it was found.
-                let pb::Contact {
-                    email,
-                    display_name,
-                    phone_number,
-                    language_code,
-                } = convert::contact_to_pb(c);
-                pb::Recipient {
-                    email,
-                    display_name,
-                    language_code,
-                    phone_number,
-                    field: field.as_str().to_owned(),
-                }
+            .map(|(c, field)| pb::Recipient {
+                email: c.email.to_owned(),
+                display_name: c.display_name.to_owned(),
+                language_code: c.language_code.to_owned(),
+                phone_number: c.phone_number.to_owned(),
+                field: field.as_str().to_owned(),
             })
             .collect(),
         fallback: resolution.fallback.map(|used| pb::Fallback {
@@ -99,11 +86,14 @@ pub(super) async fn resolve_recipients(
             used_field: used.as_str().to_owned(),
             rule: format!("{} is empty: using {}", requested.as_str(), used.as_str()),
         }),
-        support_open: fields
-            .operational_support
-            .as_ref()
-            .is_some_and(|s| s.is_open_at(at)),
+        support_open: view.shows(Field::OperationalSupport)
+            && info.support().is_some_and(|s| {
+                s.always_open()
+                    || s.windows().filter_map(Result::ok).any(|w| {
+                        window_open_at(w.time_zone, |d| w.on(d), w.open_time, w.close_time, at)
+                    })
+            }),
         at_time: Some(convert::timestamp(at)),
-        etag: info.etag.clone(),
+        etag: info.etag().to_owned(),
     })
 }

@@ -8,7 +8,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{ContactsApi, convert, status::to_status};
+use super::{ContactsApi, status::to_status};
 use crate::domain::{ContactInfoName, ReadView};
 use crate::error::Error;
 use crate::pb;
@@ -32,15 +32,21 @@ pub(super) fn start(api: &ContactsApi, name: ContactInfoName, view: ReadView) ->
     tokio::spawn(async move {
         let mut sent_revision = 0;
         loop {
-            match store.get_shared(&name).await {
-                Ok(Some(info)) if info.revision > sent_revision => {
+            match store.ready(&name).await {
+                Ok(Some(ready)) if ready.revision() > sent_revision => {
                     if tx.capacity() <= 1 {
                         let _ = tx.try_send(Err(to_status(Error::WatchConsumerTooSlow)));
                         return;
                     }
-                    sent_revision = info.revision;
+                    sent_revision = ready.revision();
+                    let Ok(info) = prost::Message::decode(ready.encoded_for(view)) else {
+                        let _ = tx.try_send(Err(to_status(Error::Internal {
+                            detail: "a ready form did not decode".to_owned(),
+                        })));
+                        return;
+                    };
                     let message = pb::WatchContactsResponse {
-                        contact_info: Some(convert::contact_info_to_pb(&info, view)),
+                        contact_info: Some(info),
                     };
                     if tx.try_send(Ok(message)).is_err() {
                         return;

@@ -8,6 +8,27 @@ use super::{
 };
 use crate::error::{Error, FieldViolation, InvalidReason};
 
+/// What the gate needs to know of a saved contact info: which fields hold
+/// something, and whether every alert contact is still a portal user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateFacts {
+    pub provided: FieldSet,
+    pub alert_contacts_are_users: bool,
+}
+
+impl GateFacts {
+    /// The facts of domain fields, against the partner's portal users.
+    pub fn of(fields: &ContactFields, users: &PortalUserEmails) -> Self {
+        Self {
+            provided: Field::ALL
+                .into_iter()
+                .filter(|f| fields.is_provided(*f))
+                .collect(),
+            alert_contacts_are_users: alert_contacts_not_users(fields, users).is_empty(),
+        }
+    }
+}
+
 /// Why a field keeps the gate closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingReason {
@@ -153,20 +174,17 @@ impl GatePolicy {
         Ok((name.as_str(), *set))
     }
 
-    /// Evaluates the gate. `fields` is `None` when nothing was saved yet;
-    /// `users` are the partner's portal users (alert contacts must be among
-    /// them).
+    /// Evaluates the gate. `facts` is `None` when nothing was saved yet.
     pub fn evaluate(
         &self,
         integration_type: &str,
         environment: Environment,
-        fields: Option<&ContactFields>,
-        users: &PortalUserEmails,
+        facts: Option<&GateFacts>,
     ) -> Result<GateResult, Error> {
         let (type_name, required) = self.required(integration_type, environment)?;
         let mut findings = Vec::new();
         for field in Field::ALL {
-            let provided = fields.is_some_and(|c| c.is_provided(field));
+            let provided = facts.is_some_and(|f| f.provided.contains(field));
             if required.contains(field) && !provided {
                 findings.push(Finding {
                     field,
@@ -179,7 +197,7 @@ impl GatePolicy {
                 });
             } else if field == Field::AlertContacts
                 && environment == Environment::Production
-                && fields.is_some_and(|c| !alert_contacts_not_users(c, users).is_empty())
+                && facts.is_some_and(|f| !f.alert_contacts_are_users)
             {
                 // Users revoked after being named keep their place in the
                 // list (nothing is deleted silently) but block the gate.
@@ -209,7 +227,7 @@ mod tests {
     fn nothing_saved_lists_every_required_field() {
         let p = GatePolicy::builtin();
         let prod = p
-            .evaluate("", Environment::Production, None, &Default::default())
+            .evaluate("", Environment::Production, None)
             .expect("default type");
         assert_eq!(prod.integration_type, "reservations-e2e");
         assert!(!prod.open());
@@ -225,12 +243,7 @@ mod tests {
             ]
         );
         let sandbox = p
-            .evaluate(
-                "reservations-e2e-merchants",
-                Environment::Sandbox,
-                None,
-                &Default::default(),
-            )
+            .evaluate("reservations-e2e-merchants", Environment::Sandbox, None)
             .expect("known type");
         assert!(!missing(&sandbox).contains(&Field::AlertContacts));
         assert!(missing(&sandbox).contains(&Field::MerchantIssuesContacts));
@@ -239,7 +252,7 @@ mod tests {
     #[test]
     fn unknown_type_lists_known_ones() {
         let err = GatePolicy::builtin()
-            .evaluate("nope", Environment::Sandbox, None, &Default::default())
+            .evaluate("nope", Environment::Sandbox, None)
             .expect_err("unknown");
         let text = err.to_string();
         assert!(text.contains("reservations-e2e"), "{text}");
@@ -272,7 +285,7 @@ mod tests {
         )
         .expect("valid");
         let r = custom
-            .evaluate("x", Environment::Production, None, &Default::default())
+            .evaluate("x", Environment::Production, None)
             .expect("known");
         assert_eq!(missing(&r), vec![Field::TechnicalEmergencyContacts]);
     }

@@ -14,14 +14,14 @@ pub use contact::{
     email_key_of_stored, warm_up_validation,
 };
 pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Update, now_micros};
-pub use gate::{Finding, FindingReason, GatePolicy, GateResult};
+pub use gate::{Finding, FindingReason, GateFacts, GatePolicy, GateResult};
 pub use name::{ContactInfoName, Environment, PartnerId};
 pub use portal_user::{
     EMAIL_KEY_SCHEME, PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport,
     Rekeyed, StoredUserKey, alert_contacts_not_users, change_role, grant, parse_partner_parent,
     rekey, require_portal_users, revoke, user_exists,
 };
-pub use recipients::{Purpose, Resolution, resolve};
+pub use recipients::{Purpose, Resolution, resolve, resolve_with, window_open_at};
 pub use support::{
     LocalTime, MAX_SUPPORT_WINDOWS, OperationalSupport, SupportWindow, TimeZoneName, Weekday,
 };

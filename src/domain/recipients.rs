@@ -2,7 +2,10 @@
 //! support is staffed at a given instant.
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use super::{Contact, ContactFields, Field, OperationalSupport, SupportWindow, Weekday};
+use super::{
+    Contact, ContactFields, Field, LocalTime, OperationalSupport, PortalUserEmails, SupportWindow,
+    TimeZoneName, Weekday,
+};
 
 /// Why the alert dispatcher is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,37 +54,61 @@ impl Purpose {
 
 /// The answer for one purpose.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution<'a> {
-    /// Deduplicated by email (case-insensitively), first occurrence kept.
-    pub recipients: Vec<(&'a Contact, Field)>,
+pub struct Resolution<C> {
+    /// Deduplicated by mailbox, first occurrence kept.
+    pub recipients: Vec<(C, Field)>,
     /// The field used when it was not the purpose's own one.
     pub fallback: Option<Field>,
 }
 
 /// Recipients for `purpose` from `fields` (already through the caller's
-/// audience filter).
-pub fn resolve(fields: &ContactFields, purpose: Purpose) -> Resolution<'_> {
-    let chain = purpose.fields();
-    for (i, field) in chain.iter().enumerate() {
-        let contacts = fields.contacts(*field).unwrap_or_default();
-        if contacts.is_empty() {
-            continue;
+/// audience filter), alert contacts that are not among `users` left out.
+pub fn resolve<'a>(
+    fields: &'a ContactFields,
+    purpose: Purpose,
+    users: &PortalUserEmails,
+) -> Resolution<&'a Contact> {
+    resolve_with(
+        purpose,
+        |field| fields.contacts(field).unwrap_or_default().iter(),
+        |c| c.email.comparison_key(),
+        |key| users.contains(key),
+    )
+}
+
+/// The rule of [`resolve`] over any form of contacts: `contacts(field)`
+/// lists a field's contacts as the caller may see them (none when hidden),
+/// `key` is a contact's mailbox key, `is_user` says whether a key is a
+/// portal user's. The first field of the purpose's chain that holds a
+/// recipient answers; a revoked portal user keeps its place among the alert
+/// contacts but stops receiving production alerts at once, so it does not
+/// count.
+pub fn resolve_with<C, I>(
+    purpose: Purpose,
+    mut contacts: impl FnMut(Field) -> I,
+    key: impl Fn(&C) -> String,
+    is_user: impl Fn(&str) -> bool,
+) -> Resolution<C>
+where
+    I: Iterator<Item = C>,
+{
+    for (i, field) in purpose.fields().iter().enumerate() {
+        let mut seen: Vec<String> = Vec::new();
+        let mut recipients = Vec::new();
+        for c in contacts(*field) {
+            let k = key(&c);
+            if (*field == Field::AlertContacts && !is_user(&k)) || seen.contains(&k) {
+                continue;
+            }
+            seen.push(k);
+            recipients.push((c, *field));
         }
-        let mut seen = Vec::new();
-        let recipients = contacts
-            .iter()
-            .filter(|c| {
-                let key = c.email.comparison_key();
-                let new = !seen.contains(&key);
-                seen.push(key);
-                new
-            })
-            .map(|c| (c, *field))
-            .collect();
-        return Resolution {
-            recipients,
-            fallback: (i > 0).then_some(*field),
-        };
+        if !recipients.is_empty() {
+            return Resolution {
+                recipients,
+                fallback: (i > 0).then_some(*field),
+            };
+        }
     }
     Resolution {
         recipients: Vec::new(),
@@ -105,20 +132,38 @@ impl SupportWindow {
     /// Whether `at` falls in this window, judged by the wall clock of the
     /// window's zone at that instant (so DST shifts move the window in UTC).
     pub fn is_open_at(&self, at: DateTime<Utc>) -> bool {
-        let local = at.with_timezone(&self.time_zone().tz());
-        let minute = u16::try_from(local.hour() * 60 + local.minute()).unwrap_or(u16::MAX);
-        let today = weekday(local.weekday());
-        let yesterday = weekday(local.weekday().pred());
-        let (open, close) = (self.open_time().minutes(), self.close_time().minutes());
         let days = self.days();
-        if open < close {
-            days.contains(&today) && (open..close).contains(&minute)
-        } else {
-            // Overnight: the evening part belongs to the listed day, the
-            // morning part to the day after it.
-            (days.contains(&today) && minute >= open)
-                || (days.contains(&yesterday) && minute < close)
-        }
+        window_open_at(
+            self.time_zone(),
+            |d| days.contains(&d),
+            self.open_time(),
+            self.close_time(),
+            at,
+        )
+    }
+}
+
+/// Whether `at` falls in the weekly window of `zone` open on the days `on`
+/// says, from `open` to `close` (`close < open`: until `close` the next day),
+/// judged by the zone's wall clock at that instant.
+pub fn window_open_at(
+    zone: TimeZoneName,
+    on: impl Fn(Weekday) -> bool,
+    open: LocalTime,
+    close: LocalTime,
+    at: DateTime<Utc>,
+) -> bool {
+    let local = at.with_timezone(&zone.tz());
+    let minute = u16::try_from(local.hour() * 60 + local.minute()).unwrap_or(u16::MAX);
+    let today = weekday(local.weekday());
+    let yesterday = weekday(local.weekday().pred());
+    let (open, close) = (open.minutes(), close.minutes());
+    if open < close {
+        on(today) && (open..close).contains(&minute)
+    } else {
+        // Overnight: the evening part belongs to the listed day, the
+        // morning part to the day after it.
+        (on(today) && minute >= open) || (on(yesterday) && minute < close)
     }
 }
 
@@ -167,19 +212,25 @@ mod tests {
             technical_emergency_contacts: vec![contact("pager@example.com")],
             ..Default::default()
         };
-        let r = resolve(&f, Purpose::ProductionAlert);
+        let users: PortalUserEmails =
+            ["a@example.com".to_owned(), "b@example.com".to_owned()].into();
+        let r = resolve(&f, Purpose::ProductionAlert, &users);
         assert_eq!(r.fallback, Some(Field::TechnicalEmergencyContacts));
         assert_eq!(r.recipients.len(), 1);
         f.alert_contacts = vec![
             contact("a@example.com"),
             contact("A@Example.com"),
             contact("b@example.com"),
+            contact("revoked@example.com"),
         ];
-        let r = resolve(&f, Purpose::ProductionAlert);
+        let r = resolve(&f, Purpose::ProductionAlert, &users);
         assert_eq!(r.fallback, None);
         let emails: Vec<_> = r.recipients.iter().map(|(c, _)| c.email.as_str()).collect();
         assert_eq!(emails, ["a@example.com", "b@example.com"]);
         assert!(r.recipients.iter().all(|(_, f)| *f == Field::AlertContacts));
+        // Every alert contact revoked: the fallback answers.
+        let r = resolve(&f, Purpose::ProductionAlert, &PortalUserEmails::default());
+        assert_eq!(r.fallback, Some(Field::TechnicalEmergencyContacts));
     }
 
     #[test]
@@ -188,10 +239,10 @@ mod tests {
             platform_operational_contacts: vec![contact("staff-only@example.com")],
             ..Default::default()
         };
-        let r = resolve(&f, Purpose::UserSupport);
+        let r = resolve(&f, Purpose::UserSupport, &PortalUserEmails::default());
         assert!(r.recipients.is_empty());
         assert_eq!(r.fallback, None);
-        let r = resolve(&f, Purpose::UserEscalation);
+        let r = resolve(&f, Purpose::UserEscalation, &PortalUserEmails::default());
         assert_eq!(r.recipients.len(), 1);
     }
 

@@ -107,6 +107,12 @@ impl TimeZoneName {
             .ok_or(HINT)
     }
 
+    /// A name this release wrote (canonical), looked up in the embedded tz
+    /// database alone: the read path's cheap way back.
+    pub fn parse_canonical(s: &str) -> Option<Self> {
+        s.parse::<chrono_tz::Tz>().ok().map(Self)
+    }
+
     /// A name read back from storage: an earlier release stored aliases as
     /// typed; they read back canonicalised.
     pub fn parse_stored(s: String) -> Result<Self, &'static str> {

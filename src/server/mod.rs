@@ -96,8 +96,7 @@ pub async fn serve(
         settings.auth.clone(),
         stop_rx.clone(),
     )
-    .into_service()
-    .max_decoding_message_size(settings.limits.max_request_bytes);
+    .into_routes(settings.limits.max_request_bytes);
     let api = guard::Guarded::new(api, settings.limits.clone(), settings.counters.clone());
     // Outermost, so the guard's refusals are counted and traced too.
     let api = observe::Observed::new(api, settings.metrics.clone());

@@ -18,6 +18,7 @@ use crate::domain::{
     ContactInfo, ContactInfoName, PartnerId, PortalUser, PortalUserEmails, Revision, Update,
 };
 use crate::error::Error;
+use crate::wire::Ready;
 
 /// Cache sizes and lifetimes.
 #[derive(Debug, Clone)]
@@ -50,9 +51,9 @@ enum Key {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    /// `None`: known not to exist (the gate asks about partners that have
-    /// saved nothing yet).
-    Contacts(Option<Arc<ContactInfo>>),
+    /// The ready form; `None`: known not to exist (the gate asks about
+    /// partners that have saved nothing yet).
+    Contacts(Option<Ready>),
     Users(Arc<PortalUserEmails>),
 }
 
@@ -214,20 +215,72 @@ impl CachedStore {
         self.cache.entry_count()
     }
 
-    /// The contact info, shared with the cache: the read path of every hot
-    /// RPC, so a hit copies nothing.
-    pub async fn get_shared(
-        &self,
-        name: &ContactInfoName,
-    ) -> Result<Option<Arc<ContactInfo>>, Error> {
+    /// The contact info's ready form, from the cache or the database: the
+    /// read path of every hot RPC, so a hit copies nothing.
+    pub async fn ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error> {
         let entry = self
             .read_through(Key::Contacts(name.clone()), |db| async move {
-                Ok(Entry::Contacts(db.get(name).await?.map(shared)))
+                Ok(Entry::Contacts(db.get_ready(name).await?))
             })
             .await?;
         match entry {
             Entry::Contacts(found) => Ok(found),
             Entry::Users(_) => Err(wrong_entry()),
+        }
+    }
+
+    /// The ready form and the partner's portal users, with at most one
+    /// round trip to the database whatever the cache holds: what the gate and
+    /// ResolveRecipients read. `None` when nothing is saved.
+    pub async fn ready_and_users(
+        &self,
+        name: &ContactInfoName,
+    ) -> Result<Option<(Ready, Arc<PortalUserEmails>)>, Error> {
+        let users_key = Key::Users(name.partner.clone());
+        let cached_users = match self.cache.get(&users_key) {
+            Some(Entry::Users(users)) => Some(users),
+            _ => None,
+        };
+        let contacts_key = Key::Contacts(name.clone());
+        let cached_ready = match self.cache.get(&contacts_key) {
+            Some(Entry::Contacts(ready)) => Some(ready),
+            _ => None,
+        };
+        match (cached_ready, cached_users) {
+            (Some(None), _) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            (Some(Some(ready)), Some(users)) => {
+                self.hits.fetch_add(2, Ordering::Relaxed);
+                Ok(Some((ready, users)))
+            }
+            (Some(Some(ready)), None) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                let users = self.portal_user_emails_shared(&name.partner).await?;
+                Ok(Some((ready, users)))
+            }
+            (None, Some(users)) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(self.ready(name).await?.map(|ready| (ready, users)))
+            }
+            (None, None) => {
+                self.misses.fetch_add(2, Ordering::Relaxed);
+                let epoch = self.epoch.load(Ordering::SeqCst);
+                let found = self.database()?.get_ready_and_users(name).await?;
+                let found = found.map(|(ready, mut users)| {
+                    users.shrink_to_fit();
+                    (ready, Arc::new(users))
+                });
+                if self.epoch.load(Ordering::SeqCst) == epoch {
+                    let ready = found.as_ref().map(|(r, _)| r.clone());
+                    self.cache.insert(contacts_key, Entry::Contacts(ready));
+                    if let Some((_, users)) = &found {
+                        self.cache.insert(users_key, Entry::Users(users.clone()));
+                    }
+                }
+                Ok(found)
+            }
         }
     }
 
@@ -273,7 +326,7 @@ impl CachedStore {
     /// The revision cached for `name`, if any.
     fn cached_revision(&self, name: &ContactInfoName) -> Option<i64> {
         match self.cache.get(&Key::Contacts(name.clone())) {
-            Some(Entry::Contacts(Some(info))) => Some(info.revision),
+            Some(Entry::Contacts(Some(ready))) => Some(ready.revision()),
             _ => None,
         }
     }
@@ -310,18 +363,13 @@ fn wrong_entry() -> Error {
     }
 }
 
-fn shared(mut info: ContactInfo) -> Arc<ContactInfo> {
-    info.fields.shrink_to_fit();
-    Arc::new(info)
-}
-
 /// What an entry costs on the heap, counted the way the allocator sees it:
 /// every allocation rounded up to its malloc chunk, plus moka's own
 /// per-entry bookkeeping. `tests/cache_memory.rs` checks it against a
 /// counting allocator.
 pub mod weigh {
     use super::{Entry, Key};
-    use crate::domain::{Contact, ContactInfo, OperationalSupport};
+    use crate::wire::Ready;
 
     /// moka's bookkeeping per entry (hash-table slot, the key's Arc, entry
     /// info, access- and write-order deque nodes, the value's slot),
@@ -342,34 +390,9 @@ pub mod weigh {
         chunk(s.len())
     }
 
-    fn contact(c: &Contact) -> usize {
-        string(c.email.as_str())
-            + c.display_name.as_ref().map_or(0, |d| string(d.as_str()))
-            + c.phone_number.as_ref().map_or(0, |p| string(p.as_str()))
-            + c.language_code.as_ref().map_or(0, |l| string(l.as_str()))
-    }
-
-    fn contact_info(info: &ContactInfo) -> usize {
-        let contacts: usize = crate::domain::Field::ALL
-            .iter()
-            .filter_map(|f| info.fields.contacts(*f))
-            .map(|cs| chunk(std::mem::size_of_val(cs)) + cs.iter().map(contact).sum::<usize>())
-            .sum();
-        let support = match &info.fields.operational_support {
-            Some(OperationalSupport::Windows(ws)) => {
-                chunk(std::mem::size_of_val(ws.as_slice()))
-                    + ws.iter()
-                        .map(|w| chunk(std::mem::size_of_val(w.days())))
-                        .sum::<usize>()
-            }
-            _ => 0,
-        };
-        // The Arc's allocation holds the ContactInfo itself.
-        chunk(16 + std::mem::size_of::<ContactInfo>())
-            + string(info.name.partner.as_str())
-            + string(&info.etag)
-            + contacts
-            + support
+    /// The encoded bytes, and the `Bytes` header shared by its clones.
+    fn ready(r: &Ready) -> usize {
+        chunk(r.heap_bytes()) + chunk(32)
     }
 
     pub(super) fn entry(key: &Key, value: &Entry) -> u32 {
@@ -379,7 +402,7 @@ pub mod weigh {
         };
         let value_bytes = match value {
             Entry::Contacts(None) => 0,
-            Entry::Contacts(Some(info)) => contact_info(info),
+            Entry::Contacts(Some(r)) => ready(r),
             Entry::Users(users) => {
                 // hashbrown: one allocation of (capacity x (slot + control byte)).
                 let slots = users.capacity().max(users.len());
@@ -404,7 +427,25 @@ impl ContactStore for CachedStore {
     }
 
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error> {
-        Ok(self.get_shared(name).await?.as_deref().cloned())
+        self.database()?.get(name).await
+    }
+
+    async fn get_ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error> {
+        self.ready(name).await
+    }
+
+    async fn get_ready_and_users(
+        &self,
+        name: &ContactInfoName,
+    ) -> Result<Option<(Ready, PortalUserEmails)>, Error> {
+        Ok(self
+            .ready_and_users(name)
+            .await?
+            .map(|(ready, users)| (ready, (*users).clone())))
+    }
+
+    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+        self.database()?.backfill_ready(batch).await
     }
 
     async fn get_at(
@@ -430,7 +471,7 @@ impl ContactStore for CachedStore {
         {
             self.cache.insert(
                 Key::Contacts(saved.name.clone()),
-                Entry::Contacts(Some(shared(saved.clone()))),
+                Entry::Contacts(Some(Ready::of(&saved))),
             );
         }
         self.applied.publish(Change::ContactInfo {

@@ -10,6 +10,7 @@ use crate::domain::{
     now_micros, revoke,
 };
 use crate::error::Error;
+use crate::wire::Ready;
 
 pub mod cached;
 pub mod changes;
@@ -43,6 +44,23 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<(), Error>;
 
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error>;
+
+    /// The contact info's ready form (what GetContacts sends): one lookup,
+    /// with nothing to decode unless an older release saved the row.
+    async fn get_ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error>;
+
+    /// The ready form and the partner's portal users' email keys, in one
+    /// round trip: what the gate and ResolveRecipients read on a cache miss.
+    /// `None` when nothing is saved (the users do not matter then).
+    async fn get_ready_and_users(
+        &self,
+        name: &ContactInfoName,
+    ) -> Result<Option<(Ready, PortalUserEmails)>, Error>;
+
+    /// Writes the ready form of rows that lack a current one (saved by a
+    /// release before it, or by an older release during a rollout), at most
+    /// `batch` rows per transaction; returns how many. Run by `migrate`.
+    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error>;
 
     /// The contact info as it was at `at`: its newest revision saved at or
     /// before then.

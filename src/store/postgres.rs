@@ -14,7 +14,7 @@ use super::changes::{CHANNEL, Change, ChangeFeed};
 use super::classify::to_error;
 use super::requests::{encode_response, replay};
 use super::rows::{
-    RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
+    ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
 use super::{ContactStore, RequestKey, StoreOptions, UserCursor, UserDecision};
 use crate::domain::{
@@ -23,6 +23,7 @@ use crate::domain::{
     email_key_of_stored, now_micros, rekey, user_exists,
 };
 use crate::error::Error;
+use crate::wire::Ready;
 
 /// A create racing another create of the same resource retries this often.
 const MAX_ATTEMPTS: usize = 3;
@@ -61,6 +62,40 @@ type PgRow = (
 const SELECT_COLUMNS: &str =
     "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
      FROM contact_info WHERE partner = $1 AND environment = $2";
+
+/// `SELECT_COLUMNS` with the ready form; the JSON only when that is stale.
+const READY_COLUMNS: &str = "SELECT partner, environment, revision, etag,
+            CASE WHEN ready_revision = revision THEN NULL ELSE fields::text END,
+            create_time, update_time, ready, ready_revision";
+
+type PgReadyRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
+
+fn ready_row(r: PgReadyRow) -> ReadyRow {
+    ReadyRow {
+        row: Row {
+            partner: r.0,
+            environment: r.1,
+            revision: r.2,
+            etag: r.3,
+            fields: String::new(),
+            create_time: r.5,
+            update_time: r.6,
+        },
+        fields: r.4,
+        ready: r.7,
+        ready_revision: r.8,
+    }
+}
 
 type PgRevisionRow = (
     i64,
@@ -325,14 +360,16 @@ impl PostgresStore {
         let write = match &current {
             None => {
                 "INSERT INTO contact_info
-                     (partner, environment, revision, etag, fields, create_time, update_time)
-                 VALUES ($1, $2, $3, $4, $5::jsonb, $11, $6)
+                     (partner, environment, revision, etag, fields, create_time, update_time,
+                      ready, ready_revision)
+                 VALUES ($1, $2, $3, $4, $5::jsonb, $11, $6, $16, $3)
                  ON CONFLICT (partner, environment) DO NOTHING
                  RETURNING 1"
             }
             Some(_) => {
                 "UPDATE contact_info
-                 SET revision = $3, etag = $4, fields = $5::jsonb, update_time = $6
+                 SET revision = $3, etag = $4, fields = $5::jsonb, update_time = $6,
+                     ready = $16, ready_revision = $3
                  WHERE partner = $1 AND environment = $2 AND revision = $7
                  RETURNING 1"
             }
@@ -372,6 +409,7 @@ impl PostgresStore {
             .bind(CHANNEL)
             .bind(change.encode())
             .bind(request.map(|k| k.slot))
+            .bind(Ready::of(&next).to_stored())
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| to_error(&e, "save contact info"))?;
@@ -604,6 +642,111 @@ impl ContactStore for PostgresStore {
             .await
             .map_err(|e| to_error(&e, "read contact info"))?;
         found.map(|r| row(r).into_domain()).transpose()
+    }
+
+    #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
+    async fn get_ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error> {
+        let sql =
+            format!("{READY_COLUMNS} FROM contact_info WHERE partner = $1 AND environment = $2");
+        let found: Option<PgReadyRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.partner.as_str())
+            .bind(name.environment.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "read contact info"))?;
+        match found.map(|r| ready_row(r).into_ready()).transpose()? {
+            Some(Some(ready)) => Ok(Some(ready)),
+            Some(None) => self.get(name).await.map(|i| i.as_ref().map(Ready::of)),
+            None => Ok(None),
+        }
+    }
+
+    #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
+    async fn get_ready_and_users(
+        &self,
+        name: &ContactInfoName,
+    ) -> Result<Option<(Ready, PortalUserEmails)>, Error> {
+        let sql = format!(
+            "{READY_COLUMNS}, ARRAY(SELECT email FROM portal_users WHERE partner = $1)
+             FROM contact_info WHERE partner = $1 AND environment = $2"
+        );
+        type WithUsers = (
+            String,
+            String,
+            i64,
+            String,
+            Option<String>,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            Option<Vec<u8>>,
+            Option<i64>,
+            Vec<String>,
+        );
+        let found: Option<WithUsers> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.partner.as_str())
+            .bind(name.environment.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| to_error(&e, "read contact info and portal users"))?;
+        let Some(r) = found else {
+            return Ok(None);
+        };
+        let users = r.9.iter().map(|e| email_key_of_stored(e)).collect();
+        let row = ready_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8));
+        let ready = match row.into_ready()? {
+            Some(ready) => ready,
+            None => match self.get(name).await? {
+                Some(info) => Ready::of(&info),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some((ready, users)))
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+        let mut written = 0;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(|e| to_error(&e, "begin"))?;
+            let sql = format!(
+                "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
+                 FROM contact_info WHERE ready_revision IS DISTINCT FROM revision
+                 LIMIT {batch} FOR UPDATE SKIP LOCKED"
+            );
+            let rows: Vec<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| to_error(&e, "read rows without a ready form"))?;
+            if rows.is_empty() {
+                return Ok(written);
+            }
+            let (mut partners, mut environments, mut revisions, mut blobs) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for r in rows {
+                let info = row(r).into_domain()?;
+                blobs.push(Ready::of(&info).to_stored());
+                partners.push(info.name.partner.as_str().to_owned());
+                environments.push(info.name.environment.as_str());
+                revisions.push(info.revision);
+            }
+            let n = sqlx::query(
+                "UPDATE contact_info c SET ready = v.ready, ready_revision = v.revision
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[])
+                     AS v(partner, environment, revision, ready)
+                 WHERE c.partner = v.partner AND c.environment = v.environment
+                   AND c.revision = v.revision",
+            )
+            .bind(&partners)
+            .bind(&environments)
+            .bind(&revisions)
+            .bind(&blobs)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "write ready forms"))?
+            .rows_affected();
+            tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+            written += n;
+        }
     }
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]

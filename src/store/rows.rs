@@ -8,6 +8,7 @@ use crate::domain::{
     PortalRole, PortalUser, PortalUserName, Revision,
 };
 use crate::error::Error;
+use crate::wire::Ready;
 
 /// The row both backends keep per contact info, decoded.
 pub(crate) struct Row {
@@ -34,6 +35,38 @@ impl Row {
             create_time: self.create_time,
             update_time: self.update_time,
         })
+    }
+}
+
+/// A contact-info row as the read path selects it: the JSON fields only when
+/// the ready form is not this revision's (an older release saved the row).
+pub(crate) struct ReadyRow {
+    pub row: Row,
+    /// `None` when the ready form is current: the query leaves it out.
+    pub fields: Option<String>,
+    pub ready: Option<Vec<u8>>,
+    pub ready_revision: Option<i64>,
+}
+
+impl ReadyRow {
+    /// The ready form: as stored when it is this revision's and of a format
+    /// this release knows, else encoded from the JSON fields. `Ok(None)`:
+    /// neither (a newer release's format, and the query left the JSON out);
+    /// the caller reads the row's fields and encodes them.
+    pub(crate) fn into_ready(self) -> Result<Option<Ready>, Error> {
+        let revision = self.row.revision;
+        if self.ready_revision == Some(revision)
+            && let Some(ready) = self
+                .ready
+                .as_deref()
+                .and_then(|blob| Ready::from_stored(blob, revision))
+        {
+            return Ok(Some(ready));
+        }
+        match self.fields {
+            Some(fields) => Ok(Some(Ready::of(&Row { fields, ..self.row }.into_domain()?))),
+            None => Ok(None),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use tracing::instrument;
 use super::classify::to_error;
 use super::requests::{encode_response, replay};
 use super::rows::{
-    RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
+    ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
 use super::{ContactStore, RequestKey, StoreOptions, UserCursor, UserDecision};
 use crate::domain::{
@@ -21,6 +21,7 @@ use crate::domain::{
     email_key_of_stored, now_micros, rekey,
 };
 use crate::error::Error;
+use crate::wire::Ready;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -32,6 +33,18 @@ type SqliteRow = (String, String, i64, String, String, i64, i64);
 const SELECT_COLUMNS: &str =
     "SELECT partner, environment, revision, etag, fields, create_time, update_time
      FROM contact_info WHERE partner = ?1 AND environment = ?2";
+
+type SqliteReadyRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
 
 type SqliteRevisionRow = (
     i64,
@@ -334,6 +347,94 @@ impl ContactStore for SqliteStore {
     }
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
+    async fn get_ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error> {
+        let found: Option<SqliteReadyRow> = sqlx::query_as(
+            "SELECT partner, environment, revision, etag,
+                    CASE WHEN ready_revision = revision THEN NULL ELSE fields END,
+                    create_time, update_time, ready, ready_revision
+             FROM contact_info WHERE partner = ?1 AND environment = ?2",
+        )
+        .bind(name.partner.as_str())
+        .bind(name.environment.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| to_error(&e, "read contact info"))?;
+        let row = match found {
+            Some(r) => ReadyRow {
+                row: Row {
+                    partner: r.0,
+                    environment: r.1,
+                    revision: r.2,
+                    etag: r.3,
+                    fields: String::new(),
+                    create_time: from_micros(r.5)?,
+                    update_time: from_micros(r.6)?,
+                },
+                fields: r.4,
+                ready: r.7,
+                ready_revision: r.8,
+            },
+            None => return Ok(None),
+        };
+        match row.into_ready()? {
+            Some(ready) => Ok(Some(ready)),
+            None => self.get(name).await.map(|i| i.as_ref().map(Ready::of)),
+        }
+    }
+
+    /// Two statements: the database is in this process, so there is no
+    /// round trip to save.
+    async fn get_ready_and_users(
+        &self,
+        name: &ContactInfoName,
+    ) -> Result<Option<(Ready, PortalUserEmails)>, Error> {
+        let Some(ready) = self.get_ready(name).await? else {
+            return Ok(None);
+        };
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_error(&e, "acquire"))?;
+        Ok(Some((ready, user_emails(&mut conn, &name.partner).await?)))
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+        let mut written = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let sql = format!(
+                "SELECT partner, environment, revision, etag, fields, create_time, update_time
+                 FROM contact_info WHERE ready_revision IS NOT revision LIMIT {batch}"
+            );
+            let rows: Vec<SqliteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| to_error(&e, "read rows without a ready form"))?;
+            if rows.is_empty() {
+                return Ok(written);
+            }
+            for r in rows {
+                let info = decode(r)?;
+                sqlx::query(
+                    "UPDATE contact_info SET ready = ?4, ready_revision = ?3
+                     WHERE partner = ?1 AND environment = ?2 AND revision = ?3",
+                )
+                .bind(info.name.partner.as_str())
+                .bind(info.name.environment.as_str())
+                .bind(info.revision)
+                .bind(Ready::of(&info).to_stored())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| to_error(&e, "write ready form"))?;
+                written += 1;
+            }
+            tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        }
+    }
+
+    #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error> {
         let found: Option<SqliteRow> = sqlx::query_as(SELECT_COLUMNS)
             .bind(name.partner.as_str())
@@ -401,11 +502,13 @@ impl ContactStore for SqliteStore {
         let fields = encode_fields(&next.fields)?;
         sqlx::query(
             "INSERT INTO contact_info
-                 (partner, environment, revision, etag, fields, create_time, update_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 (partner, environment, revision, etag, fields, create_time, update_time,
+                  ready, ready_revision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3)
              ON CONFLICT (partner, environment) DO UPDATE SET
                  revision = excluded.revision, etag = excluded.etag,
-                 fields = excluded.fields, update_time = excluded.update_time",
+                 fields = excluded.fields, update_time = excluded.update_time,
+                 ready = excluded.ready, ready_revision = excluded.ready_revision",
         )
         .bind(next.name.partner.as_str())
         .bind(next.name.environment.as_str())
@@ -414,6 +517,7 @@ impl ContactStore for SqliteStore {
         .bind(&fields)
         .bind(next.create_time.timestamp_micros())
         .bind(next.update_time.timestamp_micros())
+        .bind(Ready::of(&next).to_stored())
         .execute(&mut *tx)
         .await
         .map_err(|e| to_error(&e, "write contact info"))?;

@@ -42,7 +42,7 @@ mod tests {
     fn gate_response() {
         let policy = crate::domain::GatePolicy::builtin();
         let result = policy
-            .evaluate("", Environment::Sandbox, None, &Default::default())
+            .evaluate("", Environment::Sandbox, None)
             .expect("default type");
         let t = DateTime::from_timestamp(1_700_000_000, 123_000).expect("valid");
         let out = gate_to_pb(&result, None, t);

@@ -11,7 +11,6 @@ mod support;
 mod time;
 mod update;
 
-pub(crate) use contact::contact_to_pb;
 pub use contact_info::{contact_info_to_pb, preview_to_pb, revision_to_pb};
 pub use gate::gate_to_pb;
 pub use name::{parse_gate_name, parse_name};

@@ -1,0 +1,353 @@
+//! The ready form of a saved contact info: its protobuf `ContactInfo` as
+//! GetContacts sends it with the full view, encoded once when it is saved,
+//! then stored beside the JSON fields, cached, and sent as it is.
+//!
+//! Encoded here straight from the domain value (field numbers of
+//! `proto/partnerportal/contacts/v1/contact_info.proto`), in the same bytes
+//! prost writes for the generated `pb::ContactInfo` (a test holds the two
+//! equal), so that neither a save nor a read builds the message struct.
+use chrono::{DateTime, Utc};
+use prost::bytes::{BufMut, Bytes};
+use prost::encoding::{WireType, encode_key, encode_varint};
+
+use super::view::ContactInfoView;
+use crate::domain::{Contact, ContactInfo, OperationalSupport, ReadView, SupportWindow, Weekday};
+
+/// The stored form's first byte: which layout follows. A release reads the
+/// versions it knows and falls back to the JSON fields for any other, so
+/// that releases side by side in a rolling deploy read each other's rows.
+pub const STORED_FORMAT_V1: u8 = 1;
+
+/// A saved contact info, encoded for the full view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    revision: i64,
+    encoded: Bytes,
+}
+
+impl Ready {
+    /// Encodes a saved contact info.
+    pub fn of(info: &ContactInfo) -> Self {
+        let mut buf = Vec::with_capacity(640);
+        encode_contact_info(info, &mut buf);
+        // Exactly its length: the cache keeps it for long and counts it so.
+        buf.shrink_to_fit();
+        Self {
+            revision: info.revision,
+            encoded: Bytes::from(buf),
+        }
+    }
+
+    /// The stored blob: the format byte, the revision (big endian), the
+    /// encoded message.
+    pub fn to_stored(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + self.encoded.len());
+        out.push(STORED_FORMAT_V1);
+        out.extend_from_slice(&self.revision.to_be_bytes());
+        out.extend_from_slice(&self.encoded);
+        out
+    }
+
+    /// A stored blob read back with its row's revision. `None` when it is of
+    /// a format this release does not know, or of another revision than the
+    /// row (an older release saved the row without rewriting the blob): the
+    /// caller then encodes the JSON fields instead.
+    pub fn from_stored(blob: &[u8], row_revision: i64) -> Option<Self> {
+        let (&format, rest) = blob.split_first()?;
+        if format != STORED_FORMAT_V1 || rest.len() < 8 {
+            return None;
+        }
+        let (revision, encoded) = rest.split_at(8);
+        let revision = i64::from_be_bytes(revision.try_into().ok()?);
+        if revision != row_revision {
+            return None;
+        }
+        // Checked once here, so that every later read of it can trust it.
+        ContactInfoView::new(encoded).check().ok()?;
+        Some(Self {
+            revision,
+            encoded: Bytes::copy_from_slice(encoded),
+        })
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The encoded `ContactInfo` with the full view.
+    pub fn encoded(&self) -> &Bytes {
+        &self.encoded
+    }
+
+    /// What `view` may see of it, encoded: the full bytes themselves (shared,
+    /// nothing copied), or a copy without the fields the view hides.
+    pub fn encoded_for(&self, view: ReadView) -> Bytes {
+        match view {
+            ReadView::Full => self.encoded.clone(),
+            ReadView::UserFacing => Bytes::from(self.view().filtered(view)),
+        }
+    }
+
+    /// A zero-copy reader over it.
+    pub fn view(&self) -> ContactInfoView<'_> {
+        ContactInfoView::new(&self.encoded)
+    }
+
+    /// Heap bytes it holds, for the cache's weigher.
+    pub fn heap_bytes(&self) -> usize {
+        self.encoded.len()
+    }
+}
+
+// Field numbers of contact_info.proto.
+const CI_NAME: u32 = 1;
+const CI_ETAG: u32 = 9;
+const CI_CREATE_TIME: u32 = 10;
+const CI_UPDATE_TIME: u32 = 11;
+const CI_OPERATIONAL_SUPPORT: u32 = 8;
+const CONTACT_EMAIL: u32 = 1;
+const CONTACT_DISPLAY_NAME: u32 = 2;
+const CONTACT_PHONE_NUMBER: u32 = 3;
+const CONTACT_LANGUAGE_CODE: u32 = 4;
+const SUPPORT_ALWAYS_OPEN: u32 = 1;
+const SUPPORT_WINDOWS: u32 = 2;
+const WINDOW_TIME_ZONE: u32 = 1;
+const WINDOW_DAYS: u32 = 2;
+const WINDOW_OPEN_TIME: u32 = 3;
+const WINDOW_CLOSE_TIME: u32 = 4;
+
+fn encode_contact_info(info: &ContactInfo, buf: &mut Vec<u8>) {
+    put_str(CI_NAME, &info.name.to_string(), buf);
+    for field in crate::domain::Field::ALL {
+        if let Some(contacts) = info.fields.contacts(field) {
+            for c in contacts {
+                put_message(super::field_number(field), buf, |b| encode_contact(c, b));
+            }
+        }
+    }
+    if let Some(support) = &info.fields.operational_support {
+        put_message(CI_OPERATIONAL_SUPPORT, buf, |b| encode_support(support, b));
+    }
+    put_str(CI_ETAG, &info.etag, buf);
+    put_message(CI_CREATE_TIME, buf, |b| {
+        encode_timestamp(info.create_time, b)
+    });
+    put_message(CI_UPDATE_TIME, buf, |b| {
+        encode_timestamp(info.update_time, b)
+    });
+}
+
+fn encode_contact(c: &Contact, buf: &mut Vec<u8>) {
+    put_str(CONTACT_EMAIL, c.email.as_str(), buf);
+    if let Some(d) = &c.display_name {
+        put_str(CONTACT_DISPLAY_NAME, d.as_str(), buf);
+    }
+    if let Some(p) = &c.phone_number {
+        put_str(CONTACT_PHONE_NUMBER, p.as_str(), buf);
+    }
+    if let Some(l) = &c.language_code {
+        put_str(CONTACT_LANGUAGE_CODE, l.as_str(), buf);
+    }
+}
+
+fn encode_support(support: &OperationalSupport, buf: &mut Vec<u8>) {
+    match support {
+        OperationalSupport::AlwaysOpen => {
+            encode_key(SUPPORT_ALWAYS_OPEN, WireType::Varint, buf);
+            encode_varint(1, buf);
+        }
+        OperationalSupport::Windows(windows) => {
+            for w in windows {
+                put_message(SUPPORT_WINDOWS, buf, |b| encode_window(w, b));
+            }
+        }
+    }
+}
+
+fn encode_window(w: &SupportWindow, buf: &mut Vec<u8>) {
+    put_str(WINDOW_TIME_ZONE, w.time_zone().as_str(), buf);
+    // proto3 packs repeated enums: one length-delimited run of varints.
+    if !w.days().is_empty() {
+        encode_key(WINDOW_DAYS, WireType::LengthDelimited, buf);
+        encode_varint(w.days().len() as u64, buf);
+        for d in w.days() {
+            encode_varint(u64::from(day_number(*d)), buf);
+        }
+    }
+    put_str(WINDOW_OPEN_TIME, &w.open_time().to_string(), buf);
+    put_str(WINDOW_CLOSE_TIME, &w.close_time().to_string(), buf);
+}
+
+/// `DayOfWeek`'s numbers: Monday 1 to Sunday 7, each a one-byte varint.
+pub(super) fn day_number(d: Weekday) -> u8 {
+    match d {
+        Weekday::Monday => 1,
+        Weekday::Tuesday => 2,
+        Weekday::Wednesday => 3,
+        Weekday::Thursday => 4,
+        Weekday::Friday => 5,
+        Weekday::Saturday => 6,
+        Weekday::Sunday => 7,
+    }
+}
+
+fn encode_timestamp(t: DateTime<Utc>, buf: &mut Vec<u8>) {
+    // As api::convert::timestamp: a leap second folds into its last nanosecond.
+    let seconds = t.timestamp();
+    let nanos = t.timestamp_subsec_nanos().min(999_999_999);
+    if seconds != 0 {
+        encode_key(1, WireType::Varint, buf);
+        encode_varint(seconds as u64, buf);
+    }
+    if nanos != 0 {
+        encode_key(2, WireType::Varint, buf);
+        encode_varint(u64::from(nanos), buf);
+    }
+}
+
+/// A proto3 string field; empty is the default and is not written.
+fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    if s.is_empty() {
+        return;
+    }
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.put_slice(s.as_bytes());
+}
+
+/// An embedded message, written whatever its length (a present message
+/// field is written even when empty, as prost does).
+fn put_message(tag: u32, buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    let mut inner = Vec::new();
+    body(&mut inner);
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(inner.len() as u64, buf);
+    buf.put_slice(&inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::api::convert::contact_info_to_pb;
+    use crate::domain::{
+        ContactFields, ContactInfoName, DisplayName, Email, Environment, LanguageCode, LocalTime,
+        PartnerId, PhoneNumber, TimeZoneName,
+    };
+    use crate::pb;
+
+    pub(crate) fn sample(support: Option<OperationalSupport>) -> ContactInfo {
+        let contact =
+            |e: &str, name: Option<&str>, phone: Option<&str>, lang: Option<&str>| Contact {
+                email: Email::parse(e).expect("email"),
+                display_name: name.map(|n| DisplayName::parse(n).expect("name")),
+                phone_number: phone.map(|p| PhoneNumber::parse(p).expect("phone")),
+                language_code: lang.map(|l| LanguageCode::parse(l).expect("lang")),
+            };
+        ContactInfo {
+            name: ContactInfoName::new(
+                PartnerId::parse("acme").expect("partner"),
+                Environment::Production,
+            ),
+            fields: ContactFields {
+                alert_contacts: vec![contact(
+                    "oncall@acme.example",
+                    Some("Acme on-call"),
+                    None,
+                    Some("en"),
+                )],
+                technical_emergency_contacts: vec![
+                    contact(
+                        "pager@acme.example",
+                        None,
+                        Some("+1 650-253-0000 ext. 12"),
+                        None,
+                    ),
+                    contact(
+                        "Pager-2@bücher.example",
+                        Some("Zoë — 日本"),
+                        None,
+                        Some("pt-BR"),
+                    ),
+                ],
+                technical_non_emergency_contacts: vec![],
+                merchant_issues_contacts: vec![contact("m@acme.example", None, None, None)],
+                platform_operational_contacts: vec![contact(
+                    "esc@acme.example",
+                    None,
+                    Some("+41446681800"),
+                    None,
+                )],
+                user_facing_operational_contacts: vec![contact(
+                    "help@acme.example",
+                    Some("Help"),
+                    None,
+                    None,
+                )],
+                operational_support: support,
+            },
+            revision: 7,
+            etag: "W/0123456789abcdef".to_owned(),
+            create_time: DateTime::from_timestamp(1_700_000_000, 123_000).expect("time"),
+            update_time: DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+        }
+    }
+
+    pub(crate) fn windows() -> OperationalSupport {
+        let w = |tz: &str, days: Vec<Weekday>, open: &str, close: &str| {
+            SupportWindow::new(
+                TimeZoneName::parse(tz).expect("tz"),
+                days,
+                LocalTime::parse(open, false).expect("open"),
+                LocalTime::parse(close, true).expect("close"),
+            )
+            .expect("window")
+        };
+        OperationalSupport::Windows(vec![
+            w(
+                "America/Los_Angeles",
+                vec![Weekday::Monday, Weekday::Friday],
+                "08:00",
+                "20:00",
+            ),
+            w("Europe/Zurich", vec![Weekday::Saturday], "22:00", "02:00"),
+        ])
+    }
+
+    #[test]
+    fn the_ready_form_is_what_prost_writes_for_the_full_view() {
+        for support in [None, Some(OperationalSupport::AlwaysOpen), Some(windows())] {
+            let info = sample(support);
+            let ready = Ready::of(&info);
+            assert_eq!(
+                ready.encoded().as_ref(),
+                contact_info_to_pb(&info, ReadView::Full)
+                    .encode_to_vec()
+                    .as_slice()
+            );
+            for view in [ReadView::Full, ReadView::UserFacing] {
+                let decoded = pb::ContactInfo::decode(ready.encoded_for(view)).expect("decodes");
+                assert_eq!(decoded, contact_info_to_pb(&info, view), "{view:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stored_blobs_are_read_only_in_a_known_format_and_of_the_row_revision() {
+        let ready = Ready::of(&sample(Some(windows())));
+        let stored = ready.to_stored();
+        assert_eq!(Ready::from_stored(&stored, 7), Some(ready.clone()));
+        // An older release saved revision 8 without rewriting the blob.
+        assert_eq!(Ready::from_stored(&stored, 8), None);
+        let mut newer = stored.clone();
+        newer[0] = 2;
+        assert_eq!(Ready::from_stored(&newer, 7), None);
+        assert_eq!(Ready::from_stored(&stored[..5], 7), None);
+        let mut broken = stored;
+        let last = broken.len() - 3;
+        broken.truncate(last);
+        assert_eq!(Ready::from_stored(&broken, 7), None);
+        assert_eq!(Ready::from_stored(&[], 7), None);
+    }
+}

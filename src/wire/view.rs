@@ -1,0 +1,270 @@
+//! Reading an encoded `ContactInfo` in place: which fields it holds, its
+//! contacts as borrowed text, its support hours, its etag. What the gate and
+//! ResolveRecipients need, without decoding the message into owned strings.
+use prost::encoding::{WireType, decode_key, decode_varint};
+
+use super::ready::day_number;
+use crate::domain::{
+    Field, FieldSet, GateFacts, LocalTime, PortalUserEmails, ReadView, TimeZoneName, Weekday,
+    email_key_of_stored,
+};
+
+/// The encoded message is not what this release writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+/// One top-level or nested field: its number and, for length-delimited
+/// fields, its bytes (varints carry their value in `value`).
+#[derive(Debug, Clone, Copy)]
+struct Item<'a> {
+    tag: u32,
+    bytes: &'a [u8],
+    value: u64,
+    /// The whole field as encoded (key included), for copying it as is.
+    raw: &'a [u8],
+}
+
+/// The fields of one encoded message, in order.
+struct Items<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Result<Item<'a>, Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        Some(self.read())
+    }
+}
+
+impl<'a> Items<'a> {
+    fn read(&mut self) -> Result<Item<'a>, Malformed> {
+        let start = self.rest;
+        let mut buf = self.rest;
+        let (tag, wire) = decode_key(&mut buf).map_err(|_| Malformed)?;
+        let (bytes, value) = match wire {
+            WireType::Varint => (&[][..], decode_varint(&mut buf).map_err(|_| Malformed)?),
+            WireType::LengthDelimited => {
+                let len = usize::try_from(decode_varint(&mut buf).map_err(|_| Malformed)?)
+                    .map_err(|_| Malformed)?;
+                if len > buf.len() {
+                    return Err(Malformed);
+                }
+                let (bytes, after) = buf.split_at(len);
+                buf = after;
+                (bytes, 0)
+            }
+            // ContactInfo holds neither fixed-width nor group fields.
+            _ => return Err(Malformed),
+        };
+        let used = start.len() - buf.len();
+        self.rest = buf;
+        Ok(Item {
+            tag,
+            bytes,
+            value,
+            raw: &start[..used],
+        })
+    }
+}
+
+fn items(bytes: &[u8]) -> Items<'_> {
+    Items { rest: bytes }
+}
+
+fn text(bytes: &[u8]) -> Result<&str, Malformed> {
+    std::str::from_utf8(bytes).map_err(|_| Malformed)
+}
+
+/// An encoded `ContactInfo` (see `wire::Ready`).
+#[derive(Debug, Clone, Copy)]
+pub struct ContactInfoView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> ContactInfoView<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// Reads every field once: a view that passes reads without error.
+    pub fn check(&self) -> Result<(), Malformed> {
+        for item in items(self.bytes) {
+            let item = item?;
+            if let Some(field) = super::field_of(item.tag) {
+                if field == Field::OperationalSupport {
+                    self.support_items(item.bytes)
+                        .try_for_each(|w| w.map(drop))?;
+                } else {
+                    ContactView::read(item.bytes)?;
+                }
+            } else if item.tag == 10 || item.tag == 11 {
+                // Timestamps: varints only.
+                items(item.bytes).try_for_each(|i| i.map(drop))?;
+            } else {
+                text(item.bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The fields that hold something (a non-empty contact list, support hours).
+    pub fn provided(&self) -> FieldSet {
+        items(self.bytes)
+            .filter_map(Result::ok)
+            .filter_map(|i| super::field_of(i.tag))
+            .collect()
+    }
+
+    /// The contacts of a contact field, in order.
+    pub fn contacts(&self, field: Field) -> impl Iterator<Item = ContactView<'a>> + 'a {
+        let number = super::field_number(field);
+        items(self.bytes)
+            .filter_map(Result::ok)
+            .filter(move |i| i.tag == number && field != Field::OperationalSupport)
+            .filter_map(|i| ContactView::read(i.bytes).ok())
+    }
+
+    /// What the gate needs, against the partner's portal users.
+    pub fn gate_facts(&self, users: &PortalUserEmails) -> GateFacts {
+        GateFacts {
+            provided: self.provided(),
+            alert_contacts_are_users: self
+                .contacts(Field::AlertContacts)
+                .all(|c| users.contains(&email_key_of_stored(c.email))),
+        }
+    }
+
+    pub fn etag(&self) -> &'a str {
+        self.string(9)
+    }
+
+    fn string(&self, tag: u32) -> &'a str {
+        items(self.bytes)
+            .filter_map(Result::ok)
+            .find(|i| i.tag == tag)
+            .and_then(|i| text(i.bytes).ok())
+            .unwrap_or("")
+    }
+
+    /// Support hours: `None` when not provided, else always-open or the
+    /// windows (time zone, days, open and close times).
+    pub fn support(&self) -> Option<SupportView<'a>> {
+        items(self.bytes)
+            .filter_map(Result::ok)
+            .find(|i| i.tag == super::field_number(Field::OperationalSupport))
+            .map(|i| SupportView { bytes: i.bytes })
+    }
+
+    fn support_items(
+        &self,
+        bytes: &'a [u8],
+    ) -> impl Iterator<Item = Result<WindowView, Malformed>> + 'a {
+        SupportView { bytes }.windows()
+    }
+
+    /// The encoded message with only what `view` shows: the top-level fields
+    /// copied as they are, in order.
+    pub fn filtered(&self, view: ReadView) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len());
+        for item in items(self.bytes).filter_map(Result::ok) {
+            if super::field_of(item.tag).is_none_or(|f| view.shows(f)) {
+                out.extend_from_slice(item.raw);
+            }
+        }
+        out
+    }
+}
+
+/// One encoded `Contact`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContactView<'a> {
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub phone_number: &'a str,
+    pub language_code: &'a str,
+}
+
+impl<'a> ContactView<'a> {
+    fn read(bytes: &'a [u8]) -> Result<Self, Malformed> {
+        let mut c = Self::default();
+        for item in items(bytes) {
+            let item = item?;
+            let s = text(item.bytes)?;
+            match item.tag {
+                1 => c.email = s,
+                2 => c.display_name = s,
+                3 => c.phone_number = s,
+                4 => c.language_code = s,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// An encoded `OperationalSupport`.
+#[derive(Debug, Clone, Copy)]
+pub struct SupportView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> SupportView<'a> {
+    pub fn always_open(self) -> bool {
+        items(self.bytes)
+            .filter_map(Result::ok)
+            .any(|i| i.tag == 1 && i.value != 0)
+    }
+
+    /// The windows, each read into the few values `is_open_at` needs.
+    pub fn windows(self) -> impl Iterator<Item = Result<WindowView, Malformed>> + 'a {
+        items(self.bytes)
+            .filter(|i| i.as_ref().map_or(true, |i| i.tag == 2))
+            .map(|i| i.and_then(|i| WindowView::read(i.bytes)))
+    }
+}
+
+/// One support window, decoded (its time zone by the embedded tz database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowView {
+    pub time_zone: TimeZoneName,
+    /// Bit `n` set: `DayOfWeek` number `n` (Monday 1 .. Sunday 7).
+    days: u8,
+    pub open_time: LocalTime,
+    pub close_time: LocalTime,
+}
+
+impl WindowView {
+    fn read(bytes: &[u8]) -> Result<Self, Malformed> {
+        let (mut tz, mut days, mut open, mut close) = (None, 0u8, None, None);
+        for item in items(bytes) {
+            let item = item?;
+            match item.tag {
+                1 => tz = TimeZoneName::parse_canonical(text(item.bytes)?),
+                2 => {
+                    for &d in item.bytes {
+                        if (1..=7).contains(&d) {
+                            days |= 1 << d;
+                        }
+                    }
+                }
+                3 => open = LocalTime::parse(text(item.bytes)?, false).ok(),
+                4 => close = LocalTime::parse(text(item.bytes)?, true).ok(),
+                _ => {}
+            }
+        }
+        Ok(Self {
+            time_zone: tz.ok_or(Malformed)?,
+            days,
+            open_time: open.ok_or(Malformed)?,
+            close_time: close.ok_or(Malformed)?,
+        })
+    }
+
+    pub fn on(&self, day: Weekday) -> bool {
+        self.days & (1 << day_number(day)) != 0
+    }
+}
