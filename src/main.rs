@@ -11,6 +11,9 @@ use partner_contacts::server::{self, ServerSettings};
 use partner_contacts::{auth, store, telemetry};
 use tonic::transport::ServerTlsConfig;
 
+/// Rows per transaction when writing missing ready forms.
+const BACKFILL_BATCH: usize = 1000;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,8 +68,18 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let limits = cli.limits()?;
     if migrating {
-        let (_, report) = store::open_reporting(&url, &cli.store_options()).await?;
+        let (store, report) = store::open_reporting(&url, &cli.store_options()).await?;
         println!("migrations applied ({})", store::describe_url(&url));
+        // Rows saved before the ready form existed, or by an older release
+        // mid-rollout, read correctly without it (from their JSON fields),
+        // only slower: written here, before the new release takes traffic.
+        let filled = store
+            .backfill_ready(BACKFILL_BATCH)
+            .await
+            .map_err(|e| format!("cannot write the ready forms: {e}"))?;
+        if filled > 0 {
+            println!("ready forms written for {filled} contact infos");
+        }
         if report.rekeyed > 0 {
             println!("email keys recomputed for {} portal users", report.rekeyed);
         }
@@ -83,6 +96,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         move || enabled.then(partner_contacts::domain::warm_up_validation)
     });
     let store = store::open(&url, &cli.store_options()).await?;
+    // The same as `migrate` does, in the background (SKIP LOCKED: replicas
+    // starting together share the rows), for deployments that skip the job.
+    tokio::spawn({
+        let store = store.clone();
+        async move {
+            match store.backfill_ready(BACKFILL_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "ready forms written"),
+                Err(e) => tracing::warn!(
+                    "cannot write the ready forms (reads fall back to the fields): {e}"
+                ),
+            }
+        }
+    });
     warm_up
         .await
         .map_err(|e| format!("phone number validation warm-up failed: {e}"))?;

@@ -706,18 +706,28 @@ impl ContactStore for PostgresStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
         let mut written = 0;
+        // In key order from where the last batch ended, so that the whole
+        // table is read once, not again from the start for every batch.
+        let mut after = (String::new(), String::new());
         loop {
             let mut tx = self.pool.begin().await.map_err(|e| to_error(&e, "begin"))?;
             let sql = format!(
                 "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
-                 FROM contact_info WHERE ready_revision IS DISTINCT FROM revision
+                 FROM contact_info
+                 WHERE (partner, environment) > ($1, $2)
+                   AND ready_revision IS DISTINCT FROM revision
+                 ORDER BY partner, environment
                  LIMIT {batch} FOR UPDATE SKIP LOCKED"
             );
             let rows: Vec<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&after.0)
+                .bind(&after.1)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| to_error(&e, "read rows without a ready form"))?;
-            if rows.is_empty() {
+            if let Some(last) = rows.last() {
+                after = (last.0.clone(), last.1.clone());
+            } else {
                 return Ok(written);
             }
             let (mut partners, mut environments, mut revisions, mut blobs) =

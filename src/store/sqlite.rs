@@ -402,17 +402,25 @@ impl ContactStore for SqliteStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
         let mut written = 0;
+        // In key order from where the last batch ended: the table is read once.
+        let mut after = (String::new(), String::new());
         loop {
             let mut tx = self.begin_write().await?;
             let sql = format!(
                 "SELECT partner, environment, revision, etag, fields, create_time, update_time
-                 FROM contact_info WHERE ready_revision IS NOT revision LIMIT {batch}"
+                 FROM contact_info
+                 WHERE (partner, environment) > (?1, ?2) AND ready_revision IS NOT revision
+                 ORDER BY partner, environment LIMIT {batch}"
             );
             let rows: Vec<SqliteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&after.0)
+                .bind(&after.1)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| to_error(&e, "read rows without a ready form"))?;
-            if rows.is_empty() {
+            if let Some(last) = rows.last() {
+                after = (last.0.clone(), last.1.clone());
+            } else {
                 return Ok(written);
             }
             for r in rows {

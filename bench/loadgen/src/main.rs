@@ -1,7 +1,10 @@
 //! Closed-loop gRPC load generator for `bench/run` (see `bench/README.md`).
 //!
 //! Unlike h2load, which can only repeat one fixed request body, it spreads
-//! calls uniformly over `--partners` partners and decodes every response, so
+//! calls over `--partners` partners (uniformly by default; `--distribution
+//! zipf --zipf-s 1.0` skews them like real traffic, with the popular partners
+//! scattered over the ids; `--distribution one --partner K` repeats one, as
+//! h2load does) and decodes every response, so
 //! a call counts as a success only if it returned gRPC OK with the expected
 //! content. It runs on one thread (`taskset` pins it to one core): every
 //! connection is its own HTTP/2 connection, and `--streams` requests are in
@@ -22,6 +25,10 @@
 //!   and the rate.
 //! - `wait-serving`: polls `grpc.health.v1.Health/Check` every `--poll-ms`
 //!   until SERVING; prints the time since `--since-ns` (Unix epoch ns).
+//! - `fetch-get`, `bodies`, `check-body`: exact bytes for h2load and the
+//!   minimal server (`partner-contacts-fixed-server`): see `raw.rs`.
+//! - `sample`: draws `--iterations` partners from `--distribution`, calls
+//!   nothing; prints the draw rate and the skew.
 //! - `fault-steady`, `health-watch`, `fault-verify`, `overload`, `drain`:
 //!   the fault test, `bench/faults`; see `faults/` and `bench/FAULTS.md`.
 //!
@@ -30,6 +37,8 @@
 //! was measured, or the server never became SERVING), 1 on a usage or
 //! connection error.
 mod faults;
+mod partners;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -37,6 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use partner_contacts::pb;
+use partners::{Distribution, Picker};
 use pb::contacts_service_client::ContactsServiceClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
@@ -77,6 +87,14 @@ enum Rpc {
     Overload,
     /// Fault test: SIGTERM with calls in flight and a stream open.
     Drain,
+    /// GetContacts of --partner once; its answer's protobuf bytes to --out.
+    FetchGet,
+    /// h2load request bodies for --partner into the directory --out.
+    Bodies,
+    /// Send the framed request --body to --path once; check the answer.
+    CheckBody,
+    /// Draw --iterations partners from --distribution (no calls).
+    Sample,
 }
 
 #[derive(Parser, Debug)]
@@ -124,6 +142,21 @@ struct Args {
     poll_ms: u64,
     #[arg(long, default_value_t = 0x5eed)]
     seed: u64,
+    /// How calls pick their partner among --partners.
+    #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
+    distribution: Distribution,
+    /// `--distribution zipf`: the exponent s (rank k has weight 1/k^s).
+    #[arg(long, default_value_t = 1.0)]
+    zipf_s: f64,
+    /// The partner of `--distribution one`, `fetch-get` and `bodies`.
+    #[arg(long, default_value_t = 1)]
+    partner: u64,
+    /// `check-body`: a file holding one framed gRPC request, as h2load sends it.
+    #[arg(long)]
+    body: Option<std::path::PathBuf>,
+    /// `check-body`: the method, e.g. /grpc.health.v1.Health/Check.
+    #[arg(long)]
+    path: Option<String>,
     #[command(flatten)]
     faults: faults::FaultArgs,
 }
@@ -142,6 +175,11 @@ impl Rng {
 
     fn partner(&mut self, n: u64) -> u64 {
         self.next() % n + 1
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 
@@ -324,7 +362,11 @@ async fn one_call(
         | Rpc::HealthWatch
         | Rpc::FaultVerify
         | Rpc::Overload
-        | Rpc::Drain => unreachable!("not a load mode"),
+        | Rpc::Drain
+        | Rpc::FetchGet
+        | Rpc::Bodies
+        | Rpc::CheckBody
+        | Rpc::Sample => unreachable!("not a load mode"),
     }
 }
 
@@ -417,6 +459,7 @@ async fn closed_loop(args: &Args) -> Result<bool, String> {
     if args.partners == 0 || args.connections == 0 || args.streams == 0 {
         return Err("--partners, --connections and --streams must be positive".to_owned());
     }
+    let picker = Picker::new(args.distribution, args.partners, args.zipf_s, args.partner)?;
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         channels.push(connect(&args.addr, Duration::from_secs(5)).await?);
@@ -431,7 +474,7 @@ async fn closed_loop(args: &Args) -> Result<bool, String> {
             let mut clients = Clients::new(channel);
             let rpc = args.rpc;
             let prefix = args.partner_prefix.clone();
-            let partners = args.partners;
+            let picker = picker.clone();
             let mut rng = Rng(args.seed ^ (worker.wrapping_mul(0x2545_F491_4F6C_DD1D)));
             tasks.push(tokio::spawn(async move {
                 let mut stats = Stats {
@@ -445,7 +488,7 @@ async fn closed_loop(args: &Args) -> Result<bool, String> {
                         break;
                     }
                     seq += 1;
-                    let partner = rng.partner(partners);
+                    let partner = picker.pick(&mut rng);
                     let result = one_call(rpc, &mut clients, &prefix, partner, seq).await;
                     if started < measure_from {
                         continue;
@@ -463,11 +506,16 @@ async fn closed_loop(args: &Args) -> Result<bool, String> {
     let requests = total.latencies.len() as u64;
     let failed: u64 = total.failures.values().sum();
     println!(
-        "RESULT rpc={:?} connections={} streams={} partners={} duration_s={:.3} requests={} ok={} failed={} rps={:.1} {}",
+        "RESULT rpc={:?} connections={} streams={} partners={} distribution={} duration_s={:.3} requests={} ok={} failed={} rps={:.1} {}",
         args.rpc,
         args.connections,
         args.streams,
         args.partners,
+        match args.distribution {
+            Distribution::Uniform => "uniform".to_owned(),
+            Distribution::Zipf => format!("zipf:{}", args.zipf_s),
+            Distribution::One => format!("one:{}", args.partner),
+        },
         measured,
         requests,
         total.ok,
@@ -685,6 +733,10 @@ fn main() -> ExitCode {
             Rpc::FaultVerify => faults::verify(&args).await,
             Rpc::Overload => faults::overload(&args).await,
             Rpc::Drain => faults::drain(&args).await,
+            Rpc::FetchGet => raw::fetch_get(&args).await,
+            Rpc::Bodies => raw::bodies(&args),
+            Rpc::CheckBody => raw::check_body(&args).await,
+            Rpc::Sample => raw::sample(&args),
             Rpc::Health | Rpc::Get | Rpc::Gate | Rpc::Resolve | Rpc::Update => {
                 closed_loop(&args).await
             }
