@@ -12,4 +12,5 @@ mod migrations;
 mod mtls;
 mod outage;
 mod replicas;
+mod rolling_forms;
 mod store_scenarios;
