@@ -67,7 +67,7 @@ impl ContactsApi {
         let partner = partner_segment(resource);
         // The call's span (server::observe) names the partner once it is a
         // well-formed id: never arbitrary caller text.
-        if let Some(p) = partner.filter(|p| crate::domain::PartnerId::parse(p).is_ok()) {
+        if let Some(p) = partner.filter(|p| crate::domain::PartnerId::is_valid(p)) {
             tracing::Span::current().record("partner", p);
         }
         principal.authorize(action, partner).map_err(to_status)?;

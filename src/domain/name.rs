@@ -24,18 +24,23 @@ impl From<PartnerId> for String {
 
 impl PartnerId {
     pub fn parse(s: &str) -> Result<Self, &'static str> {
-        let valid_len = (1..=63).contains(&s.len());
-        let valid_chars = s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        let valid_start = s.bytes().next().is_some_and(|b| b != b'-');
-        if valid_len && valid_chars && valid_start {
+        if Self::is_valid(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(
                 "partner id must be 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit",
             )
         }
+    }
+
+    /// Whether `parse` would take `s` (without allocating).
+    pub fn is_valid(s: &str) -> bool {
+        let valid_len = (1..=63).contains(&s.len());
+        let valid_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid_start = s.bytes().next().is_some_and(|b| b != b'-');
+        valid_len && valid_chars && valid_start
     }
 
     pub fn as_str(&self) -> &str {
@@ -107,11 +112,18 @@ impl ContactInfoName {
         if s.is_empty() {
             return Err(format!("is required; {hint}"));
         }
-        let parts: Vec<&str> = s.split('/').collect();
-        let (partner, environment) = match parts.as_slice() {
-            ["partners", p, "environments", e, "contactInfo"] => (*p, *e),
-            ["partners", p, "environments", e] if allow_parent => (*p, *e),
-            _ => return Err(hint.to_owned()),
+        // Segment by segment, without collecting them: every read RPC parses one.
+        let segments = s
+            .strip_prefix("partners/")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(p, rest)| Some((p, rest.strip_prefix("environments/")?)))
+            .and_then(|(p, rest)| match rest.split_once('/') {
+                Some((e, "contactInfo")) => Some((p, e)),
+                None if allow_parent => Some((p, rest)),
+                _ => None,
+            });
+        let Some((partner, environment)) = segments else {
+            return Err(hint.to_owned());
         };
         let partner = PartnerId::parse(partner).map_err(|e| format!("{e}; {hint}"))?;
         let environment = Environment::parse(environment)

@@ -3,13 +3,14 @@
 //! ResolveRecipients need) are served from memory, writes update it at once
 //! (a replica always reads its own writes), and the change feed invalidates it
 //! for writes made elsewhere.
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use moka::sync::Cache;
+use quick_cache::Equivalent;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::changes::{Change, ChangeFeed};
@@ -43,17 +44,85 @@ impl Default for CacheOptions {
 
 /// What one cache holds: both kinds share one byte budget, so the operator's
 /// `--cache-max-mb` is the whole cache, not a figure per kind.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Key {
     Contacts(ContactInfoName),
     Users(PartnerId),
 }
 
+/// A key looked up by reference: a hit clones nothing (see `Equivalent`).
+#[derive(Debug, Clone, Copy)]
+enum KeyRef<'a> {
+    Contacts(&'a ContactInfoName),
+    Users(&'a PartnerId),
+}
+
+impl Key {
+    fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            Self::Contacts(name) => KeyRef::Contacts(name),
+            Self::Users(partner) => KeyRef::Users(partner),
+        }
+    }
+}
+
+// Key and KeyRef hash alike (the cache finds one by the other): both through
+// KeyRef's.
+impl Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            Self::Contacts(name) => {
+                state.write_u8(0);
+                state.write(name.partner.as_str().as_bytes());
+                state.write_u8(name.environment as u8);
+            }
+            Self::Users(partner) => {
+                state.write_u8(1);
+                state.write(partner.as_str().as_bytes());
+            }
+        }
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        match (self, key) {
+            (Self::Contacts(a), Key::Contacts(b)) => *a == b,
+            (Self::Users(a), Key::Users(b)) => *a == b,
+            _ => false,
+        }
+    }
+}
+
+/// An entry and when it stops being served (the time to live).
+#[derive(Debug, Clone)]
+struct Held {
+    entry: Entry,
+    expires: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Weigher;
+
+impl quick_cache::Weighter<Key, Held> for Weigher {
+    fn weight(&self, key: &Key, value: &Held) -> u64 {
+        u64::from(weigh::entry(key, &value.entry))
+    }
+}
+
+type Cache = quick_cache::sync::Cache<Key, Held, Weigher, Hasher>;
+
 #[derive(Debug, Clone)]
 enum Entry {
     /// The ready form; `None`: known not to exist (the gate asks about
     /// partners that have saved nothing yet).
-    Contacts(Option<Ready>),
+    Contacts(Option<Arc<Ready>>),
     Users(Arc<PortalUserEmails>),
 }
 
@@ -99,7 +168,7 @@ pub struct CachedStore {
     /// Changes after they took effect here: a subscriber that re-reads on a
     /// change reads the new state, never a stale cache entry.
     applied: ChangeFeed,
-    cache: Cache<Key, Entry, Hasher>,
+    cache: Cache,
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
@@ -125,11 +194,17 @@ impl CachedStore {
         let listener = inner.spawn_change_listener(incoming);
         let store = Arc::new(Self {
             inner,
-            cache: Cache::builder()
-                .max_capacity(options.max_bytes)
-                .weigher(|k: &Key, v: &Entry| weigh::entry(k, v))
-                .time_to_live(options.time_to_live)
-                .build_with_hasher(Hasher::default()),
+            cache: Cache::with(
+                // What the table is sized for at first: entries of a typical
+                // contact info's weight.
+                usize::try_from(options.max_bytes / weigh::TYPICAL)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+                options.max_bytes,
+                Weigher,
+                Hasher::default(),
+                Default::default(),
+            ),
             epoch: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
             time_to_live: options.time_to_live,
@@ -190,11 +265,10 @@ impl CachedStore {
         self.applied.subscribe()
     }
 
-    /// The weight the cache holds now (approximate heap bytes), after
-    /// pending evictions: for tests and metrics.
+    /// The weight the cache holds now (approximate heap bytes): for tests
+    /// and metrics.
     pub fn weighted_size(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.weighted_size()
+        self.cache.weight()
     }
 
     /// Counters and sizes for metrics.
@@ -204,27 +278,37 @@ impl CachedStore {
             cache_hits: self.hits.load(Ordering::Relaxed),
             cache_misses: self.misses.load(Ordering::Relaxed),
             cache_bytes: self.weighted_size(),
-            cache_entries: self.cache.entry_count(),
+            cache_entries: self.entry_count(),
             calls_in_flight: self.in_flight.load(Ordering::Relaxed),
         }
     }
 
-    /// Entries held now, after pending evictions.
+    /// Entries held now.
     pub fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        u64::try_from(self.cache.len()).unwrap_or(u64::MAX)
+    }
+
+    /// The entry of `key` while its time to live lasts.
+    fn cached(&self, key: KeyRef<'_>) -> Option<Entry> {
+        let held = self.cache.get(&key)?;
+        (held.expires > Instant::now()).then_some(held.entry)
+    }
+
+    fn hold(&self, key: Key, entry: Entry) {
+        let expires = Instant::now() + self.time_to_live;
+        self.cache.insert(key, Held { entry, expires });
     }
 
     /// The contact info's ready form, from the cache or the database: the
     /// read path of every hot RPC, so a hit copies nothing.
     pub async fn ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error> {
         let entry = self
-            .read_through(Key::Contacts(name.clone()), |db| async move {
-                Ok(Entry::Contacts(db.get_ready(name).await?))
+            .read_through(KeyRef::Contacts(name), |db| async move {
+                Ok(Entry::Contacts(db.get_ready(name).await?.map(Arc::new)))
             })
             .await?;
         match entry {
-            Entry::Contacts(found) => Ok(found),
+            Entry::Contacts(found) => Ok(found.as_deref().cloned()),
             Entry::Users(_) => Err(wrong_entry()),
         }
     }
@@ -236,14 +320,12 @@ impl CachedStore {
         &self,
         name: &ContactInfoName,
     ) -> Result<Option<(Ready, Arc<PortalUserEmails>)>, Error> {
-        let users_key = Key::Users(name.partner.clone());
-        let cached_users = match self.cache.get(&users_key) {
+        let cached_users = match self.cached(KeyRef::Users(&name.partner)) {
             Some(Entry::Users(users)) => Some(users),
             _ => None,
         };
-        let contacts_key = Key::Contacts(name.clone());
-        let cached_ready = match self.cache.get(&contacts_key) {
-            Some(Entry::Contacts(ready)) => Some(ready),
+        let cached_ready = match self.cached(KeyRef::Contacts(name)) {
+            Some(Entry::Contacts(ready)) => Some(ready.as_deref().cloned()),
             _ => None,
         };
         match (cached_ready, cached_users) {
@@ -273,10 +355,13 @@ impl CachedStore {
                     (ready, Arc::new(users))
                 });
                 if self.epoch.load(Ordering::SeqCst) == epoch {
-                    let ready = found.as_ref().map(|(r, _)| r.clone());
-                    self.cache.insert(contacts_key, Entry::Contacts(ready));
+                    let ready = found.as_ref().map(|(r, _)| Arc::new(r.clone()));
+                    self.hold(Key::Contacts(name.clone()), Entry::Contacts(ready));
                     if let Some((_, users)) = &found {
-                        self.cache.insert(users_key, Entry::Users(users.clone()));
+                        self.hold(
+                            Key::Users(name.partner.clone()),
+                            Entry::Users(users.clone()),
+                        );
                     }
                 }
                 Ok(found)
@@ -290,7 +375,7 @@ impl CachedStore {
         partner: &PartnerId,
     ) -> Result<Arc<PortalUserEmails>, Error> {
         let entry = self
-            .read_through(Key::Users(partner.clone()), |db| async move {
+            .read_through(KeyRef::Users(partner), |db| async move {
                 let mut found = db.portal_user_emails(partner).await?;
                 found.shrink_to_fit();
                 Ok(Entry::Users(Arc::new(found)))
@@ -305,12 +390,12 @@ impl CachedStore {
     /// The cached entry of `key`, or what `load` reads from the database,
     /// cached unless a change was applied meanwhile (the read may have seen
     /// the state from before it).
-    async fn read_through<'a, F, Fut>(&'a self, key: Key, load: F) -> Result<Entry, Error>
+    async fn read_through<'a, F, Fut>(&'a self, key: KeyRef<'_>, load: F) -> Result<Entry, Error>
     where
         F: FnOnce(Database<'a>) -> Fut,
         Fut: std::future::Future<Output = Result<Entry, Error>>,
     {
-        if let Some(hit) = self.cache.get(&key) {
+        if let Some(hit) = self.cached(key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
@@ -318,14 +403,18 @@ impl CachedStore {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let found = load(self.database()?).await?;
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            self.cache.insert(key, found.clone());
+            let owned = match key {
+                KeyRef::Contacts(name) => Key::Contacts(name.clone()),
+                KeyRef::Users(partner) => Key::Users(partner.clone()),
+            };
+            self.hold(owned, found.clone());
         }
         Ok(found)
     }
 
     /// The revision cached for `name`, if any.
     fn cached_revision(&self, name: &ContactInfoName) -> Option<i64> {
-        match self.cache.get(&Key::Contacts(name.clone())) {
+        match self.cache.peek(&KeyRef::Contacts(name)).map(|h| h.entry) {
             Some(Entry::Contacts(Some(ready))) => Some(ready.revision()),
             _ => None,
         }
@@ -338,17 +427,19 @@ impl CachedStore {
                 // Our own writes come back as notifications too; an entry at
                 // least that new stays.
                 if self.cached_revision(name).is_none_or(|r| r < *revision) {
-                    self.cache.invalidate(&Key::Contacts(name.clone()));
+                    self.cache.remove(&KeyRef::Contacts(name));
                 }
             }
-            Change::PortalUsers { partner } => self.cache.invalidate(&Key::Users(partner.clone())),
-            Change::Resync => self.cache.invalidate_all(),
+            Change::PortalUsers { partner } => {
+                self.cache.remove(&KeyRef::Users(partner));
+            }
+            Change::Resync => self.cache.clear(),
         }
     }
 
     fn users_changed(&self, partner: &PartnerId) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate(&Key::Users(partner.clone()));
+        self.cache.remove(&KeyRef::Users(partner));
         self.applied.publish(Change::PortalUsers {
             partner: partner.clone(),
         });
@@ -364,17 +455,21 @@ fn wrong_entry() -> Error {
 }
 
 /// What an entry costs on the heap, counted the way the allocator sees it:
-/// every allocation rounded up to its malloc chunk, plus moka's own
+/// every allocation rounded up to its malloc chunk, plus the cache's own
 /// per-entry bookkeeping. `tests/cache_memory.rs` checks it against a
 /// counting allocator.
 pub mod weigh {
-    use super::{Entry, Key};
+    use super::{Entry, Held, Key};
     use crate::wire::Ready;
 
-    /// moka's bookkeeping per entry (hash-table slot, the key's Arc, entry
-    /// info, access- and write-order deque nodes, the value's slot),
-    /// measured with moka 0.12.
-    pub const PER_ENTRY: usize = 256;
+    /// quick_cache's bookkeeping per entry: its slab slot (the key, the
+    /// value, the hash and the links) and its table's index, with room for
+    /// the spare capacity both grow with.
+    pub const PER_ENTRY: usize = 3 * (std::mem::size_of::<(Key, Held)>() + 24) / 2 + 16;
+
+    /// A typical entry's weight (a contact info like the benchmark's), to
+    /// size the table up front.
+    pub const TYPICAL: u64 = 1024;
 
     /// A glibc malloc chunk for `n` requested bytes (16-byte granularity, 8
     /// bytes of header, 32 at least); nothing for an empty allocation.
@@ -390,9 +485,10 @@ pub mod weigh {
         chunk(s.len())
     }
 
-    /// The encoded bytes, and the `Bytes` header shared by its clones.
+    /// The `Arc` holding it, its encoded bytes, and the `Bytes` header
+    /// shared by its clones.
     fn ready(r: &Ready) -> usize {
-        chunk(r.heap_bytes()) + chunk(32)
+        chunk(16 + std::mem::size_of::<Ready>()) + chunk(r.heap_bytes()) + chunk(32)
     }
 
     pub(super) fn entry(key: &Key, value: &Entry) -> u32 {
@@ -411,8 +507,7 @@ pub mod weigh {
                     + users.iter().map(|e| string(e)).sum::<usize>()
             }
         };
-        // The key is held twice: in the table and in the order queues' Arc.
-        u32::try_from(PER_ENTRY + 2 * key_bytes + value_bytes).unwrap_or(u32::MAX)
+        u32::try_from(PER_ENTRY + key_bytes + value_bytes).unwrap_or(u32::MAX)
     }
 }
 
@@ -469,9 +564,9 @@ impl ContactStore for CachedStore {
             .cached_revision(&saved.name)
             .is_none_or(|r| r < saved.revision)
         {
-            self.cache.insert(
+            self.hold(
                 Key::Contacts(saved.name.clone()),
-                Entry::Contacts(Some(Ready::of(&saved))),
+                Entry::Contacts(Some(Arc::new(Ready::of(&saved)))),
             );
         }
         self.applied.publish(Change::ContactInfo {
@@ -564,7 +659,7 @@ mod tests {
         }
         let held = cache.weighted_size();
         assert!(held <= budget, "{held} bytes cached");
-        assert!(cache.cache.entry_count() > 0);
+        assert!(cache.entry_count() > 0);
         // Evicted entries are read from the store again.
         assert!(cache.get(&name(0)).await.expect("get").is_some());
     }

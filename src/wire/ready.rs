@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use prost::bytes::{BufMut, Bytes};
 use prost::encoding::{WireType, encode_key, encode_varint};
 
-use super::view::ContactInfoView;
+use super::view::{ContactInfoView, Layout};
 use crate::domain::{Contact, ContactInfo, OperationalSupport, ReadView, SupportWindow, Weekday};
 
 /// The stored form's first byte: which layout follows. A release reads the
@@ -23,6 +23,7 @@ pub const STORED_FORMAT_V1: u8 = 1;
 pub struct Ready {
     revision: i64,
     encoded: Bytes,
+    layout: Layout,
 }
 
 impl Ready {
@@ -32,9 +33,20 @@ impl Ready {
         encode_contact_info(info, &mut buf);
         // Exactly its length: the cache keeps it for long and counts it so.
         buf.shrink_to_fit();
+        // What this release encodes always reads back (tests hold it for
+        // every field); were it ever not to, GetContacts still answers the
+        // bytes, and the gate and ResolveRecipients see nothing provided.
+        let layout = Layout::of(&buf).unwrap_or_else(|_| {
+            tracing::error!(
+                revision = info.revision,
+                "an encoded contact info does not read back"
+            );
+            Layout::EMPTY
+        });
         Self {
             revision: info.revision,
             encoded: Bytes::from(buf),
+            layout,
         }
     }
 
@@ -63,10 +75,11 @@ impl Ready {
             return None;
         }
         // Checked once here, so that every later read of it can trust it.
-        ContactInfoView::new(encoded).check().ok()?;
+        let layout = Layout::of(encoded).ok()?;
         Some(Self {
             revision,
             encoded: Bytes::copy_from_slice(encoded),
+            layout,
         })
     }
 
@@ -90,7 +103,7 @@ impl Ready {
 
     /// A zero-copy reader over it.
     pub fn view(&self) -> ContactInfoView<'_> {
-        ContactInfoView::new(&self.encoded)
+        ContactInfoView::new(&self.encoded, &self.layout)
     }
 
     /// Heap bytes it holds, for the cache's weigher.
@@ -232,8 +245,8 @@ mod tests {
     use super::*;
     use crate::api::convert::contact_info_to_pb;
     use crate::domain::{
-        ContactFields, ContactInfoName, DisplayName, Email, Environment, LanguageCode, LocalTime,
-        PartnerId, PhoneNumber, TimeZoneName,
+        ContactFields, ContactInfoName, DisplayName, Email, Environment, Field, LanguageCode,
+        LocalTime, PartnerId, PhoneNumber, TimeZoneName,
     };
     use crate::pb;
 
@@ -349,5 +362,79 @@ mod tests {
         broken.truncate(last);
         assert_eq!(Ready::from_stored(&broken, 7), None);
         assert_eq!(Ready::from_stored(&[], 7), None);
+    }
+
+    #[test]
+    fn views_read_each_field_from_its_place_in_the_layout() {
+        let info = sample(Some(windows()));
+        let ready = Ready::of(&info);
+        let view = ready.view();
+        let provided: crate::domain::FieldSet = Field::ALL
+            .into_iter()
+            .filter(|f| match info.fields.contacts(*f) {
+                Some(c) => !c.is_empty(),
+                None => info.fields.operational_support.is_some(),
+            })
+            .collect();
+        assert_eq!(view.provided(), provided);
+        for field in Field::ALL {
+            let expected: Vec<&str> = info
+                .fields
+                .contacts(field)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c.email.as_str())
+                .collect();
+            let read: Vec<&str> = view.contacts(field).map(|c| c.email).collect();
+            assert_eq!(read, expected, "{field:?}");
+        }
+        assert_eq!(view.etag(), info.etag);
+        let windows: Vec<_> = view
+            .support()
+            .expect("support")
+            .windows()
+            .map(|w| w.expect("window"))
+            .collect();
+        assert_eq!(windows.len(), 2);
+        assert!(windows[0].on(Weekday::Friday) && !windows[0].on(Weekday::Sunday));
+        // The user-facing view, cut by the layout, is what prost writes.
+        let user_facing = ready.encoded_for(ReadView::UserFacing);
+        assert_eq!(
+            user_facing.as_ref(),
+            contact_info_to_pb(&info, ReadView::UserFacing)
+                .encode_to_vec()
+                .as_slice()
+        );
+    }
+
+    #[test]
+    fn a_message_whose_fields_are_out_of_order_or_unknown_has_no_layout() {
+        let info = sample(Some(windows()));
+        let bytes = Ready::of(&info).encoded().to_vec();
+        assert!(Layout::of(&bytes).is_ok());
+        // A field again after another (not next to its first occurrence).
+        let mut split = bytes.clone();
+        let mut again = Vec::new();
+        put_str(CI_ETAG, "W/again", &mut again);
+        split.extend_from_slice(&again);
+        assert!(Layout::of(&split).is_err());
+        // Fields in another order than this release writes.
+        let mut reordered = Vec::new();
+        put_str(CI_ETAG, "W/x", &mut reordered);
+        put_str(
+            CI_NAME,
+            "partners/a/environments/production/contactInfo",
+            &mut reordered,
+        );
+        assert!(Layout::of(&reordered).is_err());
+        // A field number ContactInfo does not have.
+        let mut unknown = bytes;
+        put_str(12, "x", &mut unknown);
+        assert!(Layout::of(&unknown).is_err());
+        // Such a blob is not trusted: the row's fields are read instead.
+        let mut stored = vec![STORED_FORMAT_V1];
+        stored.extend_from_slice(&7i64.to_be_bytes());
+        stored.extend_from_slice(&split);
+        assert_eq!(Ready::from_stored(&stored, 7), None);
     }
 }

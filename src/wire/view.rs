@@ -20,8 +20,6 @@ struct Item<'a> {
     tag: u32,
     bytes: &'a [u8],
     value: u64,
-    /// The whole field as encoded (key included), for copying it as is.
-    raw: &'a [u8],
 }
 
 /// The fields of one encoded message, in order.
@@ -42,7 +40,6 @@ impl<'a> Iterator for Items<'a> {
 
 impl<'a> Items<'a> {
     fn read(&mut self) -> Result<Item<'a>, Malformed> {
-        let start = self.rest;
         let mut buf = self.rest;
         let (tag, wire) = decode_key(&mut buf).map_err(|_| Malformed)?;
         let (bytes, value) = match wire {
@@ -60,14 +57,8 @@ impl<'a> Items<'a> {
             // ContactInfo holds neither fixed-width nor group fields.
             _ => return Err(Malformed),
         };
-        let used = start.len() - buf.len();
         self.rest = buf;
-        Ok(Item {
-            tag,
-            bytes,
-            value,
-            raw: &start[..used],
-        })
+        Ok(Item { tag, bytes, value })
     }
 }
 
@@ -79,28 +70,66 @@ fn text(bytes: &[u8]) -> Result<&str, Malformed> {
     std::str::from_utf8(bytes).map_err(|_| Malformed)
 }
 
-/// An encoded `ContactInfo` (see `wire::Ready`).
-#[derive(Debug, Clone, Copy)]
-pub struct ContactInfoView<'a> {
-    bytes: &'a [u8],
+/// Where each top-level field of an encoded `ContactInfo` lies, found once
+/// when its ready form is made, so that a read goes straight to the fields
+/// it needs instead of walking the message for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// By field number (1 to 11): the byte range of all its occurrences,
+    /// which this release writes next to each other (a repeated field's
+    /// elements in order, as prost does too).
+    spans: [(u32, u32); FIELDS + 1],
+    provided: FieldSet,
 }
 
-impl<'a> ContactInfoView<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes }
-    }
+/// `ContactInfo`'s highest field number.
+const FIELDS: usize = 11;
 
-    /// Reads every field once: a view that passes reads without error.
-    pub fn check(&self) -> Result<(), Malformed> {
-        for item in items(self.bytes) {
+impl Layout {
+    /// Nothing in it: the layout of an empty message.
+    pub const EMPTY: Self = Self {
+        spans: [(0, 0); FIELDS + 1],
+        provided: FieldSet::EMPTY,
+    };
+
+    /// Reads every field once: the layout of a message that every later
+    /// read may trust, or `Malformed` (then the row's JSON fields are used).
+    pub fn of(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut layout = Self::EMPTY;
+        let mut last = 0usize;
+        let mut it = items(bytes);
+        loop {
+            let start = bytes.len() - it.rest.len();
+            let Some(item) = it.next() else { break };
             let item = item?;
+            let number = usize::try_from(item.tag).map_err(|_| Malformed)?;
+            if number == 0 || number > FIELDS {
+                return Err(Malformed);
+            }
+            let end = bytes.len() - it.rest.len();
+            let (from, to) = layout.spans[number];
+            let (from, to) = (from as usize, to as usize);
+            if from == to {
+                // A field starts after the ones before it, once.
+                if number <= last {
+                    return Err(Malformed);
+                }
+                last = number;
+                layout.spans[number] = (as_u32(start)?, as_u32(end)?);
+            } else if to == start && number == last {
+                layout.spans[number].1 = as_u32(end)?;
+            } else {
+                return Err(Malformed);
+            }
             if let Some(field) = super::field_of(item.tag) {
                 if field == Field::OperationalSupport {
-                    self.support_items(item.bytes)
+                    (SupportView { bytes: item.bytes })
+                        .windows()
                         .try_for_each(|w| w.map(drop))?;
                 } else {
                     ContactView::read(item.bytes)?;
                 }
+                layout.provided.insert(field);
             } else if item.tag == 10 || item.tag == 11 {
                 // Timestamps: varints only.
                 items(item.bytes).try_for_each(|i| i.map(drop))?;
@@ -108,23 +137,50 @@ impl<'a> ContactInfoView<'a> {
                 text(item.bytes)?;
             }
         }
-        Ok(())
+        Ok(layout)
+    }
+
+    fn span(&self, number: u32) -> std::ops::Range<usize> {
+        let (from, to) = self.spans[number as usize];
+        from as usize..to as usize
+    }
+}
+
+fn as_u32(n: usize) -> Result<u32, Malformed> {
+    u32::try_from(n).map_err(|_| Malformed)
+}
+
+/// An encoded `ContactInfo` (see `wire::Ready`) with its layout.
+#[derive(Debug, Clone, Copy)]
+pub struct ContactInfoView<'a> {
+    bytes: &'a [u8],
+    layout: &'a Layout,
+}
+
+impl<'a> ContactInfoView<'a> {
+    pub fn new(bytes: &'a [u8], layout: &'a Layout) -> Self {
+        Self { bytes, layout }
+    }
+
+    /// The items of one top-level field, all its occurrences.
+    fn field(&self, number: u32) -> Items<'a> {
+        items(self.bytes.get(self.layout.span(number)).unwrap_or_default())
     }
 
     /// The fields that hold something (a non-empty contact list, support hours).
     pub fn provided(&self) -> FieldSet {
-        items(self.bytes)
-            .filter_map(Result::ok)
-            .filter_map(|i| super::field_of(i.tag))
-            .collect()
+        self.layout.provided
     }
 
     /// The contacts of a contact field, in order.
     pub fn contacts(&self, field: Field) -> impl Iterator<Item = ContactView<'a>> + 'a {
-        let number = super::field_number(field);
-        items(self.bytes)
+        let items = if field == Field::OperationalSupport {
+            items(&[])
+        } else {
+            self.field(super::field_number(field))
+        };
+        items
             .filter_map(Result::ok)
-            .filter(move |i| i.tag == number && field != Field::OperationalSupport)
             .filter_map(|i| ContactView::read(i.bytes).ok())
     }
 
@@ -143,9 +199,9 @@ impl<'a> ContactInfoView<'a> {
     }
 
     fn string(&self, tag: u32) -> &'a str {
-        items(self.bytes)
+        self.field(tag)
             .filter_map(Result::ok)
-            .find(|i| i.tag == tag)
+            .next()
             .and_then(|i| text(i.bytes).ok())
             .unwrap_or("")
     }
@@ -153,26 +209,19 @@ impl<'a> ContactInfoView<'a> {
     /// Support hours: `None` when not provided, else always-open or the
     /// windows (time zone, days, open and close times).
     pub fn support(&self) -> Option<SupportView<'a>> {
-        items(self.bytes)
+        self.field(super::field_number(Field::OperationalSupport))
             .filter_map(Result::ok)
-            .find(|i| i.tag == super::field_number(Field::OperationalSupport))
+            .next()
             .map(|i| SupportView { bytes: i.bytes })
-    }
-
-    fn support_items(
-        &self,
-        bytes: &'a [u8],
-    ) -> impl Iterator<Item = Result<WindowView, Malformed>> + 'a {
-        SupportView { bytes }.windows()
     }
 
     /// The encoded message with only what `view` shows: the top-level fields
     /// copied as they are, in order.
     pub fn filtered(&self, view: ReadView) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes.len());
-        for item in items(self.bytes).filter_map(Result::ok) {
-            if super::field_of(item.tag).is_none_or(|f| view.shows(f)) {
-                out.extend_from_slice(item.raw);
+        for number in 1..=FIELDS as u32 {
+            if super::field_of(number).is_none_or(|f| view.shows(f)) {
+                out.extend_from_slice(self.bytes.get(self.layout.span(number)).unwrap_or_default());
             }
         }
         out
