@@ -94,7 +94,7 @@ fn refuse(status: Status) -> http::Response<Body> {
 fn over_size(response: &http::Response<Body>) -> bool {
     response
         .headers()
-        .get("grpc-status")
+        .get(super::GRPC_STATUS)
         .is_some_and(|v| v.as_bytes() == b"11")
 }
 
@@ -125,7 +125,7 @@ where
         };
         let caller = request
             .headers()
-            .get("grpc-timeout")
+            .get(super::GRPC_TIMEOUT)
             .and_then(|v| v.to_str().ok())
             .and_then(deadline::parse_grpc_timeout);
         let budget = match caller {

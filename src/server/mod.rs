@@ -17,6 +17,13 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::api::ContactsApi;
+
+/// Header names the layers read on every call, as constants: a lookup by a
+/// string parses the name each time.
+const GRPC_STATUS: tonic::codegen::http::HeaderName =
+    tonic::codegen::http::HeaderName::from_static("grpc-status");
+const GRPC_TIMEOUT: tonic::codegen::http::HeaderName =
+    tonic::codegen::http::HeaderName::from_static("grpc-timeout");
 use crate::auth::Authenticator;
 use crate::domain::GatePolicy;
 use crate::pb;

@@ -147,7 +147,7 @@ where
             // in the headers; otherwise it comes in the body's trailers.
             match response
                 .headers()
-                .get("grpc-status")
+                .get(super::GRPC_STATUS)
                 .map(|v| Code::from_bytes(v.as_bytes()))
             {
                 Some(code) => {
@@ -210,7 +210,7 @@ impl http_body::Body for ObservedBody {
                 if let Some(trailers) = frame.trailers_ref() {
                     self.finish.code = Some(
                         trailers
-                            .get("grpc-status")
+                            .get(super::GRPC_STATUS)
                             .map_or(Code::Unknown, |v| Code::from_bytes(v.as_bytes())),
                     );
                 }

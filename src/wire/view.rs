@@ -189,8 +189,10 @@ impl<'a> ContactInfoView<'a> {
         GateFacts {
             provided: self.provided(),
             alert_contacts_are_users: self
-                .contacts(Field::AlertContacts)
-                .all(|c| users.contains(&email_key_of_stored(c.email))),
+                .field(super::field_number(Field::AlertContacts))
+                .filter_map(Result::ok)
+                .map(|contact| ContactView::email(contact.bytes).unwrap_or_default())
+                .all(|email| users.contains(&email_key_of_stored(email))),
         }
     }
 
@@ -238,6 +240,14 @@ pub struct ContactView<'a> {
 }
 
 impl<'a> ContactView<'a> {
+    /// The email alone (the gate needs nothing else).
+    fn email(bytes: &'a [u8]) -> Option<&'a str> {
+        items(bytes)
+            .filter_map(Result::ok)
+            .find(|i| i.tag == 1)
+            .and_then(|i| text(i.bytes).ok())
+    }
+
     fn read(bytes: &'a [u8]) -> Result<Self, Malformed> {
         let mut c = Self::default();
         for item in items(bytes) {

@@ -66,7 +66,11 @@ pub struct PortalUser {
 }
 
 /// The email comparison keys (`Email::comparison_key`) of a partner's portal users.
-pub type PortalUserEmails = HashSet<String>;
+///
+/// Hashed with foldhash: the gate looks its alert contacts up on every call,
+/// and the keys are the partner's own users' addresses, not a caller's
+/// choice to collide (SipHash's reason to be).
+pub type PortalUserEmails = HashSet<String, foldhash::fast::RandomState>;
 
 /// Alert contacts that are not portal users, as precondition violations
 /// naming the field path (never the address).
