@@ -14,6 +14,9 @@ use tonic::transport::ServerTlsConfig;
 /// Rows per transaction when writing missing ready forms.
 const BACKFILL_BATCH: usize = 1000;
 
+/// `migrate`'s statement timeout, at least.
+const MIGRATE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -68,7 +71,18 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let limits = cli.limits()?;
     if migrating {
-        let (store, report) = store::open_reporting(&url, &cli.store_options()).await?;
+        // A batch job, not a call: its statements (every old email key
+        // recomputed at once, ready forms 1 000 rows at a time) may take
+        // longer than a call's budget on a large table; the Job's own
+        // deadline bounds them.
+        let options = store::StoreOptions {
+            statement_timeout: cli
+                .store_options()
+                .statement_timeout
+                .max(MIGRATE_STATEMENT_TIMEOUT),
+            ..cli.store_options()
+        };
+        let (store, report) = store::open_reporting(&url, &options).await?;
         println!("migrations applied ({})", store::describe_url(&url));
         // Rows saved before the ready form existed, or by an older release
         // mid-rollout, read correctly without it (from their JSON fields),
