@@ -1,4 +1,5 @@
-//! Test fixtures: a fresh store per test on either backend, and a real server on port 0.
+//! Test fixtures: a fresh store per test on either backend (or PostgreSQL
+//! behind the cache), and a real server on port 0.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -8,8 +9,7 @@ use partner_contacts::auth::{self, AuthConfig, Authenticator, JwtConfig};
 use partner_contacts::domain::{GatePolicy, PartnerId, PortalRole, Principal, Scope};
 use partner_contacts::pb::contacts_service_client::ContactsServiceClient;
 use partner_contacts::server::{self, ServerSettings};
-use partner_contacts::store::{self, DynStore, StoreOptions};
-use sqlx::Connection;
+use partner_contacts::store::{self, CacheOptions, CachedStore, DynStore, StoreOptions};
 use sqlx::postgres::PgConnection;
 use tonic::transport::Channel;
 
@@ -21,6 +21,41 @@ pub enum Backend {
     Postgres,
 }
 
+/// The store a storage scenario runs against: either backend on its own,
+/// or PostgreSQL behind the in-process cache, which is the store production
+/// calls (`server::serve` wraps whatever it is given in a `CachedStore`, so
+/// the gRPC tests go through the cache on both backends already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+    CachedPostgres,
+}
+
+impl StoreKind {
+    /// The database behind it, for raw SQL.
+    pub fn backend(self) -> Backend {
+        match self {
+            StoreKind::Sqlite => Backend::Sqlite,
+            StoreKind::Postgres | StoreKind::CachedPostgres => Backend::Postgres,
+        }
+    }
+
+    pub fn is_cached(self) -> bool {
+        self == StoreKind::CachedPostgres
+    }
+}
+
+/// A fresh store of `kind` on its own database, removed when dropped.
+pub async fn store_of(kind: StoreKind) -> TestStore {
+    let t = store(kind.backend()).await;
+    if kind.is_cached() {
+        t.behind_cache()
+    } else {
+        t
+    }
+}
+
 impl TestStore {
     /// A second store (its own pool) on the same database, as another
     /// replica would open it. The original cleans up.
@@ -28,14 +63,30 @@ impl TestStore {
         self.another_replica_with(&StoreOptions::default()).await
     }
 
+    /// Behind a cache of its own when this one is behind a cache.
     pub async fn another_replica_with(&self, options: &StoreOptions) -> TestStore {
-        TestStore {
+        let replica = TestStore {
             store: store::open(&self.url, options)
                 .await
                 .expect("open another replica"),
             url: self.url.clone(),
+            cache: None,
             _cleanup: Cleanup::Nothing,
+        };
+        if self.cache.is_some() {
+            replica.behind_cache()
+        } else {
+            replica
         }
+    }
+
+    /// The same database behind a new `CachedStore` with the default
+    /// options, as `server::serve` wraps a store: `store` is then the cache.
+    pub fn behind_cache(mut self) -> TestStore {
+        let cache = CachedStore::new(self.store.clone(), &CacheOptions::default());
+        self.store = cache.clone();
+        self.cache = Some(cache);
+        self
     }
 }
 
@@ -43,6 +94,8 @@ impl TestStore {
 pub struct TestStore {
     pub store: DynStore,
     pub url: String,
+    /// `store` itself when it is behind a cache, typed, for its counters.
+    pub cache: Option<Arc<CachedStore>>,
     _cleanup: Cleanup,
 }
 
@@ -67,7 +120,7 @@ impl Drop for Cleanup {
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
-                    if let Ok(mut c) = PgConnection::connect(&admin_url).await {
+                    if let Ok(mut c) = raw_pg_connection(&admin_url).await {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                         )))
@@ -79,6 +132,18 @@ impl Drop for Cleanup {
             .join();
         }
     }
+}
+
+/// A connection of the fixtures' own (creating and dropping databases, raw
+/// SQL), not the store's: without TLS unless the URL or `PGSSLMODE` asks for
+/// it. The test server offers TLS, and its handshake costs about 100 ms in a
+/// debug build, twice per PostgreSQL test for the database alone.
+pub async fn raw_pg_connection(url: &str) -> Result<PgConnection, sqlx::Error> {
+    let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    if !url.contains("sslmode=") && std::env::var_os("PGSSLMODE").is_none() {
+        options = options.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+    }
+    sqlx::ConnectOptions::connect(&options).await
 }
 
 pub fn test_database_url() -> String {
@@ -125,7 +190,7 @@ const PG_PREFIX: &str = "pct_";
 
 async fn fresh_pg_database() -> (String, Cleanup) {
     let admin_url = test_database_url();
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+    let mut admin = raw_pg_connection(&admin_url).await.unwrap_or_else(|e| {
         panic!(
             "PostgreSQL is required for the test suite and is not reachable at {admin_url}: {e}\n\
              Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
@@ -205,6 +270,7 @@ impl EmptyDatabase {
             TestStore {
                 store,
                 url: self.url,
+                cache: None,
                 _cleanup: self.cleanup,
             },
             report,
@@ -222,6 +288,7 @@ pub async fn store_reopened(t: &TestStore) -> (TestStore, partner_contacts::doma
         TestStore {
             store,
             url: t.url.clone(),
+            cache: None,
             _cleanup: Cleanup::Nothing,
         },
         report,
@@ -243,6 +310,7 @@ pub async fn store_with(
     TestStore {
         store,
         url,
+        cache: None,
         _cleanup: db.cleanup,
     }
 }
@@ -371,6 +439,39 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     super::$scenario($crate::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Declares one `#[tokio::test]` per store for each scenario function, in
+/// modules `sqlite`, `postgres` and `cached` (PostgreSQL behind the cache):
+/// the storage scenario suite, which production runs through the cache.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::common::StoreKind::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::common::StoreKind::Postgres).await;
+                }
+            )*
+        }
+        mod cached {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::common::StoreKind::CachedPostgres).await;
                 }
             )*
         }

@@ -2,12 +2,14 @@
 //! readable as of a past time, and immutable.
 use partner_contacts::domain::{ContactFields, Field, FieldSet};
 
-use super::{ACTOR, acme_store, complete_fields, contact, get, key, prod, replace_all, save};
-use crate::common::Backend;
-use crate::on_both_backends;
+use super::{
+    ACTOR, acme_store, complete_fields, contact, get, key, prod, raw_execute, replace_all, save,
+};
+use crate::common::StoreKind;
+use crate::on_every_store;
 
-async fn every_save_writes_a_revision(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn every_save_writes_a_revision(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let k = key(9);
     let first = t
@@ -40,8 +42,8 @@ async fn every_save_writes_a_revision(backend: Backend) {
     assert_eq!(oldest.changed, FieldSet::all());
 }
 
-async fn a_request_id_retry_writes_no_revision(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn a_request_id_retry_writes_no_revision(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let k = key(5);
     let update = replace_all(&n, complete_fields());
@@ -61,8 +63,8 @@ async fn a_request_id_retry_writes_no_revision(backend: Backend) {
     );
 }
 
-async fn revisions_page_newest_first(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn revisions_page_newest_first(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     for i in 0..5 {
         save(
@@ -103,8 +105,8 @@ async fn revisions_page_newest_first(backend: Backend) {
     );
 }
 
-async fn contact_info_as_it_was_at_a_time(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn contact_info_as_it_was_at_a_time(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let first = save(&t.store, &replace_all(&n, complete_fields())).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -130,8 +132,8 @@ async fn contact_info_as_it_was_at_a_time(backend: Backend) {
     );
 }
 
-async fn history_cannot_be_rewritten_even_with_sql(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn history_cannot_be_rewritten_even_with_sql(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     save(&t.store, &replace_all(&n, complete_fields())).await;
     let statements = [
@@ -141,22 +143,7 @@ async fn history_cannot_be_rewritten_even_with_sql(backend: Backend) {
         "DELETE FROM portal_user_revisions",
     ];
     for sql in statements {
-        let result = match backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&t.url).await.expect("connect");
-                sqlx::query(sql)
-                    .execute(&pool)
-                    .await
-                    .map(|r| r.rows_affected())
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&t.url).await.expect("connect");
-                sqlx::query(sql)
-                    .execute(&pool)
-                    .await
-                    .map(|r| r.rows_affected())
-            }
-        };
+        let result = raw_execute(&t, kind, sql).await;
         assert!(result.is_err(), "{sql} was allowed: {result:?}");
     }
     let revisions = t.store.list_revisions(&n, None, 10).await.expect("list");
@@ -164,7 +151,7 @@ async fn history_cannot_be_rewritten_even_with_sql(backend: Backend) {
     assert_eq!(revisions[0].actor, ACTOR);
 }
 
-on_both_backends!(
+on_every_store!(
     every_save_writes_a_revision,
     a_request_id_retry_writes_no_revision,
     revisions_page_newest_first,

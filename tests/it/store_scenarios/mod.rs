@@ -1,5 +1,9 @@
-//! The storage scenario suite: every backend must pass every scenario.
+//! The storage scenario suite: every backend must pass every scenario, and
+//! so must PostgreSQL behind the cache, the store production calls. Every
+//! read also checks the ready form production serves (GetContacts, the gate
+//! and ResolveRecipients read nothing else) against the decoded row.
 mod history;
+mod ready;
 mod users;
 
 use std::collections::HashSet;
@@ -7,13 +11,15 @@ use std::collections::HashSet;
 use partner_contacts::domain::{
     Contact, ContactFields, ContactInfo, ContactInfoName, DisplayName, Email, Environment, Field,
     FieldSet, LanguageCode, LocalTime, OperationalSupport, PartnerId, PhoneNumber, PortalRole,
-    SupportWindow, TimeZoneName, Update, Weekday,
+    PortalUserEmails, SupportWindow, TimeZoneName, Update, Weekday,
 };
 use partner_contacts::error::{Error, InvalidReason};
-use partner_contacts::store::{self, DynStore, RequestKey, StoreOptions};
+use partner_contacts::store::{self, DynStore, RequestKey};
+use partner_contacts::wire::Ready;
+use sqlx::Connection;
 
-use crate::common::{self, Backend};
-use crate::on_both_backends;
+use crate::common::{self, Backend, StoreKind};
+use crate::on_every_store;
 
 pub(crate) const ACTOR: &str = "scenario-suite";
 
@@ -90,8 +96,8 @@ pub(crate) fn key_of(partner: &str, id: uuid::Uuid, seed: u8) -> RequestKey {
 
 /// A fresh store where partner `acme` has the portal users that
 /// `complete_fields()` names as alert contacts.
-pub(crate) async fn acme_store(backend: Backend) -> common::TestStore {
-    let t = common::store(backend).await;
+pub(crate) async fn acme_store(kind: StoreKind) -> common::TestStore {
+    let t = common::store_of(kind).await;
     let acme = PartnerId::parse("acme").expect("partner");
     for (email, role) in [
         ("alerts@example.com", PortalRole::Administrator),
@@ -109,18 +115,177 @@ pub(crate) async fn save(s: &DynStore, update: &Update) -> ContactInfo {
     s.update(update, None, ACTOR).await.expect("update")
 }
 
+/// Reads `n`, and checks that the ready forms production reads agree with
+/// the row: `get_ready` (GetContacts) and `get_ready_and_users` (the gate,
+/// ResolveRecipients), served from memory on the cached arm, where `get`
+/// itself always reads the database.
 pub(crate) async fn get(s: &DynStore, n: &ContactInfoName) -> Option<ContactInfo> {
-    s.get(n).await.expect("get")
+    let info = s.get(n).await.expect("get");
+    let ready = s.get_ready(n).await.expect("get_ready");
+    assert_ready_of(n, info.as_ref(), ready.as_ref(), "get_ready");
+    match (
+        info.as_ref(),
+        s.get_ready_and_users(n).await.expect("get_ready_and_users"),
+    ) {
+        (None, None) => {}
+        (Some(_), Some((ready, users))) => {
+            assert_ready_of(n, info.as_ref(), Some(&ready), "get_ready_and_users");
+            assert_eq!(
+                users,
+                user_emails(s, &n.partner).await,
+                "{n}: get_ready_and_users' portal users"
+            );
+        }
+        (info, with_users) => panic!(
+            "{n}: get says {:?}, get_ready_and_users {:?}",
+            info.map(|i| i.revision),
+            with_users.map(|(r, _)| r.revision())
+        ),
+    }
+    info
 }
 
-async fn missing_resource_reads_as_none(backend: Backend) {
-    let t = acme_store(backend).await;
+/// `ready` is `info` encoded (both absent when nothing is saved).
+pub(crate) fn assert_ready_of(
+    n: &ContactInfoName,
+    info: Option<&ContactInfo>,
+    ready: Option<&Ready>,
+    read: &str,
+) {
+    assert_eq!(
+        ready.map(Ready::revision),
+        info.map(|i| i.revision),
+        "{n}: {read}'s revision"
+    );
+    if let (Some(info), Some(ready)) = (info, ready) {
+        assert_eq!(
+            ready.encoded(),
+            Ready::of(info).encoded(),
+            "{n}: {read}'s bytes are not the row's, encoded"
+        );
+    }
+}
+
+/// The partner's portal users' email keys as the gate reads them
+/// (`portal_user_emails`, from memory on the cached arm), checked against
+/// the users listed from the database.
+pub(crate) async fn user_emails(s: &DynStore, partner: &PartnerId) -> PortalUserEmails {
+    let keys = s.portal_user_emails(partner).await.expect("emails");
+    let listed: PortalUserEmails = s
+        .list_portal_users(partner, None, 500)
+        .await
+        .expect("list users")
+        .iter()
+        .map(|u| u.email.comparison_key())
+        .collect();
+    assert_eq!(keys, listed, "{partner:?}: portal_user_emails");
+    keys
+}
+
+/// Runs `sql` on the test database itself, past the store and its cache.
+pub(crate) async fn raw_execute(
+    t: &common::TestStore,
+    kind: StoreKind,
+    sql: &str,
+) -> Result<u64, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match kind.backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&t.url).await?;
+            let done = sqlx::query(sql).execute(&mut c).await?;
+            Ok(done.rows_affected())
+        }
+        Backend::Postgres => {
+            let mut c = common::raw_pg_connection(&t.url).await?;
+            let done = sqlx::query(sql).execute(&mut c).await?;
+            Ok(done.rows_affected())
+        }
+    }
+}
+
+/// `n`'s row as stored: its ready form, the revision that was written for,
+/// and its revision.
+pub(crate) async fn stored_ready(
+    t: &common::TestStore,
+    kind: StoreKind,
+    n: &ContactInfoName,
+) -> (Option<Vec<u8>>, Option<i64>, i64) {
+    let sql = "SELECT ready, ready_revision, revision FROM contact_info
+               WHERE partner = $1 AND environment = $2";
+    let (partner, environment) = (n.partner.as_str(), n.environment.as_str());
+    match kind.backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&t.url)
+                .await
+                .expect("connect");
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.replace('$', "?")))
+                .bind(partner)
+                .bind(environment)
+                .fetch_one(&mut c)
+                .await
+                .expect("read the row")
+        }
+        Backend::Postgres => {
+            let mut c = common::raw_pg_connection(&t.url).await.expect("connect");
+            sqlx::query_as(sql)
+                .bind(partner)
+                .bind(environment)
+                .fetch_one(&mut c)
+                .await
+                .expect("read the row")
+        }
+    }
+}
+
+/// Overwrites `n`'s ready form past the store, as a release that does not
+/// know it (or knows a newer one) leaves a row.
+pub(crate) async fn set_stored_ready(
+    t: &common::TestStore,
+    kind: StoreKind,
+    n: &ContactInfoName,
+    ready: Option<Vec<u8>>,
+    ready_revision: Option<i64>,
+) {
+    let sql = "UPDATE contact_info SET ready = $3, ready_revision = $4
+               WHERE partner = $1 AND environment = $2";
+    let (partner, environment) = (n.partner.as_str(), n.environment.as_str());
+    let changed = match kind.backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&t.url)
+                .await
+                .expect("connect");
+            sqlx::query(sqlx::AssertSqlSafe(sql.replace('$', "?")))
+                .bind(partner)
+                .bind(environment)
+                .bind(ready)
+                .bind(ready_revision)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+        }
+        Backend::Postgres => {
+            let mut c = common::raw_pg_connection(&t.url).await.expect("connect");
+            sqlx::query(sql)
+                .bind(partner)
+                .bind(environment)
+                .bind(ready)
+                .bind(ready_revision)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+        }
+    };
+    assert_eq!(changed.expect("write the row"), 1, "{n}");
+}
+
+async fn missing_resource_reads_as_none(kind: StoreKind) {
+    let t = acme_store(kind).await;
     assert_eq!(get(&t.store, &prod("nobody")).await, None);
     t.store.ping().await.expect("ping");
 }
 
-async fn first_update_creates_and_round_trips_every_field(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn first_update_creates_and_round_trips_every_field(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let saved = save(&t.store, &replace_all(&n, complete_fields())).await;
     assert_eq!(saved.revision, 1);
@@ -130,8 +295,8 @@ async fn first_update_creates_and_round_trips_every_field(backend: Backend) {
     assert_eq!(get(&t.store, &n).await, Some(saved));
 }
 
-async fn masked_update_keeps_untouched_fields(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn masked_update_keeps_untouched_fields(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let first = save(&t.store, &replace_all(&n, complete_fields())).await;
     let mut mask = FieldSet::EMPTY;
@@ -164,8 +329,8 @@ async fn masked_update_keeps_untouched_fields(backend: Backend) {
     assert_eq!(get(&t.store, &n).await, Some(second));
 }
 
-async fn environments_are_separate_resources(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn environments_are_separate_resources(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let sandbox = name("acme", Environment::Sandbox);
     let mut fields = complete_fields();
     fields.alert_contacts.clear();
@@ -175,8 +340,8 @@ async fn environments_are_separate_resources(backend: Backend) {
     assert!(get(&t.store, &sandbox).await.is_some());
 }
 
-async fn stale_etag_is_rejected_and_changes_nothing(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn stale_etag_is_rejected_and_changes_nothing(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let first = save(&t.store, &replace_all(&n, complete_fields())).await;
     let second = save(&t.store, &replace_all(&n, ContactFields::default())).await;
@@ -202,8 +367,8 @@ async fn stale_etag_is_rejected_and_changes_nothing(backend: Backend) {
     );
 }
 
-async fn etag_on_a_missing_resource_is_rejected(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn etag_on_a_missing_resource_is_rejected(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let update = Update {
         expected_etag: Some("W/\"anything\"".into()),
@@ -216,8 +381,8 @@ async fn etag_on_a_missing_resource_is_rejected(backend: Backend) {
     assert_eq!(get(&t.store, &n).await, None);
 }
 
-async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn concurrent_updates_with_one_etag_let_exactly_one_win(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let base = save(&t.store, &replace_all(&n, ContactFields::default())).await;
     let tasks: Vec<_> = (0..20)
@@ -248,8 +413,8 @@ async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) 
     assert_eq!(get(&t.store, &n).await, Some(winners.remove(0)));
 }
 
-async fn concurrent_unconditional_creates_lose_nothing(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn concurrent_unconditional_creates_lose_nothing(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("racy");
     let tasks: Vec<_> = (0..20)
         .map(|i| {
@@ -281,8 +446,8 @@ async fn concurrent_unconditional_creates_lose_nothing(backend: Backend) {
     assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(20));
 }
 
-async fn request_id_retry_returns_first_result_without_saving(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn request_id_retry_returns_first_result_without_saving(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let k = key(1);
     let update = replace_all(&n, complete_fields());
@@ -302,8 +467,8 @@ async fn request_id_retry_returns_first_result_without_saving(backend: Backend) 
     assert_eq!(get(&t.store, &n).await, Some(between));
 }
 
-async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn request_id_reused_for_another_request_is_invalid(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let k = key(1);
     t.store
@@ -332,8 +497,8 @@ async fn request_id_reused_for_another_request_is_invalid(backend: Backend) {
 
 /// A request id is the partner's own: another partner sending the same id
 /// (by chance, or to probe which ids were used) gets an ordinary save.
-async fn request_ids_are_scoped_to_the_partner(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn request_ids_are_scoped_to_the_partner(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let id = uuid::Uuid::new_v4();
     let acme = t
         .store
@@ -382,8 +547,8 @@ async fn request_ids_are_scoped_to_the_partner(backend: Backend) {
     assert_eq!(history[0].request_id, Some(id));
 }
 
-async fn concurrent_retries_save_once(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn concurrent_retries_save_once(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let k = key(7);
     let update = replace_all(&n, complete_fields());
@@ -401,8 +566,8 @@ async fn concurrent_retries_save_once(backend: Backend) {
     assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(1));
 }
 
-async fn failed_update_does_not_consume_its_request_id(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn failed_update_does_not_consume_its_request_id(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let k = key(3);
     let conditional = Update {
@@ -422,8 +587,8 @@ async fn failed_update_does_not_consume_its_request_id(backend: Backend) {
     assert_eq!(saved.revision, 1);
 }
 
-async fn purged_request_ids_are_forgotten(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn purged_request_ids_are_forgotten(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let k = key(4);
     let update = replace_all(&n, complete_fields());
@@ -459,18 +624,18 @@ async fn purged_request_ids_are_forgotten(backend: Backend) {
     );
 }
 
-async fn saved_data_survives_reopening(backend: Backend) {
-    let t = acme_store(backend).await;
+async fn saved_data_survives_reopening(kind: StoreKind) {
+    let t = acme_store(kind).await;
     let n = prod("acme");
     let saved = save(&t.store, &replace_all(&n, complete_fields())).await;
-    // A second process on the same database (and re-running migrations) sees it.
-    let reopened = store::open(&t.url, &StoreOptions::default())
-        .await
-        .expect("reopen");
-    assert_eq!(reopened.get(&n).await.expect("get"), Some(saved));
+    // A second process on the same database (and re-running migrations) sees
+    // it: behind a cache of its own on the cached arm, so read from the
+    // database there too.
+    let reopened = t.another_replica().await;
+    assert_eq!(get(&reopened.store, &n).await, Some(saved));
 }
 
-on_both_backends!(
+on_every_store!(
     missing_resource_reads_as_none,
     first_update_creates_and_round_trips_every_field,
     masked_update_keeps_untouched_fields,

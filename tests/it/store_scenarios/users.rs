@@ -5,10 +5,11 @@ use partner_contacts::domain::{
 };
 use partner_contacts::error::Error;
 use partner_contacts::store::{DynStore, UserCursor};
+use partner_contacts::wire::Ready;
 
-use super::{ACTOR, complete_fields, contact, prod, replace_all};
-use crate::common::{self, Backend};
-use crate::on_both_backends;
+use super::{ACTOR, complete_fields, contact, get, prod, replace_all, user_emails};
+use crate::common::{self, StoreKind};
+use crate::on_every_store;
 
 fn partner(p: &str) -> PartnerId {
     PartnerId::parse(p).expect("partner")
@@ -30,8 +31,8 @@ fn precondition_kind(result: Result<impl std::fmt::Debug, Error>) -> &'static st
     }
 }
 
-async fn first_user_must_be_an_administrator(backend: Backend) {
-    let t = common::store(backend).await;
+async fn first_user_must_be_an_administrator(kind: StoreKind) {
+    let t = common::store_of(kind).await;
     assert_eq!(
         precondition_kind(grant(&t.store, "acme", "ed@example.com", PortalRole::Editor).await),
         "FIRST_USER_MUST_BE_ADMINISTRATOR"
@@ -51,8 +52,8 @@ async fn first_user_must_be_an_administrator(backend: Backend) {
         .expect("editor after an admin");
 }
 
-async fn an_email_has_access_once_case_insensitively(backend: Backend) {
-    let t = common::store(backend).await;
+async fn an_email_has_access_once_case_insensitively(kind: StoreKind) {
+    let t = common::store_of(kind).await;
     grant(
         &t.store,
         "acme",
@@ -76,8 +77,8 @@ async fn an_email_has_access_once_case_insensitively(backend: Backend) {
     .expect("same person, other partner");
 }
 
-async fn users_list_in_grant_order_with_cursor(backend: Backend) {
-    let t = common::store(backend).await;
+async fn users_list_in_grant_order_with_cursor(kind: StoreKind) {
+    let t = common::store_of(kind).await;
     let mut granted = Vec::new();
     for (i, role) in [
         PortalRole::Administrator,
@@ -120,13 +121,13 @@ async fn users_list_in_grant_order_with_cursor(backend: Backend) {
         .await
         .expect("page 2");
     assert_eq!(rest, granted[2..]);
-    let emails = t.store.portal_user_emails(&acme).await.expect("emails");
+    let emails = user_emails(&t.store, &acme).await;
     assert_eq!(emails.len(), 5);
     assert!(emails.contains("u3@example.com"));
 }
 
-async fn the_last_administrator_stays(backend: Backend) {
-    let t = common::store(backend).await;
+async fn the_last_administrator_stays(kind: StoreKind) {
+    let t = common::store_of(kind).await;
     let admin = grant(
         &t.store,
         "acme",
@@ -170,8 +171,8 @@ async fn the_last_administrator_stays(backend: Backend) {
     assert_eq!(left, vec![promoted]);
 }
 
-async fn concurrent_demotions_keep_an_administrator(backend: Backend) {
-    let t = common::store(backend).await;
+async fn concurrent_demotions_keep_an_administrator(kind: StoreKind) {
+    let t = common::store_of(kind).await;
     let mut admins = Vec::new();
     for i in 0..4 {
         admins.push(
@@ -210,8 +211,8 @@ async fn concurrent_demotions_keep_an_administrator(backend: Backend) {
     assert_eq!(left[0].role, PortalRole::Administrator);
 }
 
-async fn unknown_users_are_not_found(backend: Backend) {
-    let t = common::store(backend).await;
+async fn unknown_users_are_not_found(kind: StoreKind) {
+    let t = common::store_of(kind).await;
     grant(
         &t.store,
         "acme",
@@ -236,8 +237,8 @@ async fn unknown_users_are_not_found(backend: Backend) {
     ));
 }
 
-async fn alert_contacts_must_be_portal_users(backend: Backend) {
-    let t = common::store(backend).await;
+async fn alert_contacts_must_be_portal_users(kind: StoreKind) {
+    let t = common::store_of(kind).await;
     let n = prod("acme");
     let err = t
         .store
@@ -258,7 +259,7 @@ async fn alert_contacts_must_be_portal_users(backend: Backend) {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(t.store.get(&n).await.expect("get"), None, "nothing saved");
+    assert_eq!(get(&t.store, &n).await, None, "nothing saved");
 
     grant(
         &t.store,
@@ -276,6 +277,7 @@ async fn alert_contacts_must_be_portal_users(backend: Backend) {
         .update(&replace_all(&n, complete_fields()), None, ACTOR)
         .await
         .expect("alert contacts are users now");
+    assert_eq!(get(&t.store, &n).await, Some(saved.clone()));
 
     // Revoking a user keeps the contact (nothing is deleted silently);
     // later updates that do not name alert contacts still succeed.
@@ -308,16 +310,95 @@ async fn alert_contacts_must_be_portal_users(backend: Backend) {
         .await
         .expect("update without alert contacts in the mask");
     assert_eq!(later.fields.alert_contacts, saved.fields.alert_contacts);
+    // The reads that loaded the users before the revoke see it at once.
     assert!(
-        !t.store
-            .portal_user_emails(&partner("acme"))
+        !user_emails(&t.store, &partner("acme"))
             .await
-            .expect("emails")
             .contains("b@example.com")
     );
+    assert_eq!(get(&t.store, &n).await, Some(later));
 }
 
-on_both_backends!(
+/// What the gate and ResolveRecipients read (the ready form with the
+/// partner's users) follows every change of users at once, from memory on
+/// the cached arm.
+async fn user_changes_reach_the_gates_read_at_once(kind: StoreKind) {
+    let t = common::store_of(kind).await;
+    let n = prod("acme");
+    let gate_read = || async {
+        let (ready, users) = t
+            .store
+            .get_ready_and_users(&n)
+            .await
+            .expect("get_ready_and_users")
+            .expect("saved");
+        assert_eq!(users, user_emails(&t.store, &partner("acme")).await);
+        let mut users: Vec<String> = users.into_iter().collect();
+        users.sort();
+        (ready, users)
+    };
+    let admin = grant(
+        &t.store,
+        "acme",
+        "Ad@Example.com",
+        PortalRole::Administrator,
+    )
+    .await
+    .expect("admin");
+    // Nothing saved: the read says so, whoever the users are.
+    assert_eq!(t.store.get_ready_and_users(&n).await.expect("read"), None);
+    let saved = t
+        .store
+        .update(
+            &replace_all(
+                &n,
+                ContactFields {
+                    technical_emergency_contacts: vec![contact("pager@example.com")],
+                    ..Default::default()
+                },
+            ),
+            None,
+            ACTOR,
+        )
+        .await
+        .expect("save");
+    let (ready, users) = gate_read().await;
+    assert_eq!(ready, Ready::of(&saved));
+    assert_eq!(users, ["ad@example.com"]);
+
+    let editor = grant(&t.store, "acme", "ed@example.com", PortalRole::Editor)
+        .await
+        .expect("editor");
+    assert_eq!(gate_read().await.1, ["ad@example.com", "ed@example.com"]);
+    // Another partner's users are not acme's.
+    grant(
+        &t.store,
+        "other",
+        "x@example.com",
+        PortalRole::Administrator,
+    )
+    .await
+    .expect("other partner");
+    assert_eq!(gate_read().await.1, ["ad@example.com", "ed@example.com"]);
+    t.store
+        .update_portal_user_role(&editor.name, PortalRole::Administrator, ACTOR)
+        .await
+        .expect("promote");
+    t.store
+        .revoke_portal_access(&admin.name, ACTOR)
+        .await
+        .expect("revoke");
+    let (ready, users) = gate_read().await;
+    assert_eq!(users, ["ed@example.com"]);
+    // User changes leave the contact info as it was.
+    assert_eq!(ready, Ready::of(&saved));
+    assert_eq!(get(&t.store, &n).await, Some(saved));
+    if let Some(cache) = &t.cache {
+        assert!(cache.stats().cache_hits > 0, "the cache served reads");
+    }
+}
+
+on_every_store!(
     first_user_must_be_an_administrator,
     an_email_has_access_once_case_insensitively,
     users_list_in_grant_order_with_cursor,
@@ -325,4 +406,5 @@ on_both_backends!(
     concurrent_demotions_keep_an_administrator,
     unknown_users_are_not_found,
     alert_contacts_must_be_portal_users,
+    user_changes_reach_the_gates_read_at_once,
 );

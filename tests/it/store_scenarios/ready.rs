@@ -1,0 +1,220 @@
+//! The ready form: what GetContacts sends, stored beside the JSON fields with
+//! every save and served from the cache. A row whose form is missing or
+//! stale (saved by a release before it, or by an older one mid-rollout)
+//! still reads correctly, and `backfill_ready` writes exactly those rows.
+use partner_contacts::domain::{
+    ContactFields, ContactInfo, ContactInfoName, Environment, Field, FieldSet, Update,
+};
+use partner_contacts::wire::{Ready, STORED_FORMAT_V1};
+
+use super::{
+    acme_store, complete_fields, contact, get, name, prod, raw_execute, replace_all, save,
+    set_stored_ready, stored_ready,
+};
+use crate::common::{StoreKind, TestStore};
+use crate::on_every_store;
+
+/// Fields that name no alert contacts, so any partner may save them.
+fn fields(i: usize) -> ContactFields {
+    ContactFields {
+        alert_contacts: vec![],
+        technical_emergency_contacts: vec![contact(&format!("pager-{i}@example.com"))],
+        ..complete_fields()
+    }
+}
+
+/// `n`'s row holds the current ready form of `info`.
+async fn assert_stored_current(
+    t: &TestStore,
+    kind: StoreKind,
+    n: &ContactInfoName,
+    info: &ContactInfo,
+) {
+    assert_eq!(
+        stored_ready(t, kind, n).await,
+        (
+            Some(Ready::of(info).to_stored()),
+            Some(info.revision),
+            info.revision
+        ),
+        "{n}: the stored ready form"
+    );
+}
+
+async fn a_save_is_read_back_in_its_ready_form(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    let n = prod("acme");
+    // Known absent first (the cache remembers that too), then created: the
+    // save must replace what a read left behind.
+    assert_eq!(t.store.get_ready(&n).await.expect("get_ready"), None);
+    let first = save(&t.store, &replace_all(&n, complete_fields())).await;
+    let hits_before = t.cache.as_ref().map(|c| c.stats().cache_hits);
+    let ready = t.store.get_ready(&n).await.expect("get_ready");
+    assert_eq!(ready, Some(Ready::of(&first)));
+    if let (Some(cache), Some(before)) = (&t.cache, hits_before) {
+        assert!(
+            cache.stats().cache_hits > before,
+            "the read after the save was served from the cache"
+        );
+    }
+
+    let mut mask = FieldSet::EMPTY;
+    mask.insert(Field::TechnicalEmergencyContacts);
+    let second = save(
+        &t.store,
+        &Update {
+            mask,
+            ..replace_all(&n, fields(2))
+        },
+    )
+    .await;
+    assert_eq!(second.revision, 2);
+    let ready = t
+        .store
+        .get_ready(&n)
+        .await
+        .expect("get_ready")
+        .expect("saved");
+    assert_eq!(ready.revision(), 2);
+    assert_eq!(ready.encoded(), Ready::of(&second).encoded());
+    assert_ne!(ready.encoded(), Ready::of(&first).encoded());
+    let (ready, users) = t
+        .store
+        .get_ready_and_users(&n)
+        .await
+        .expect("get_ready_and_users")
+        .expect("saved");
+    assert_eq!(ready, Ready::of(&second));
+    assert_eq!(users.len(), 2, "acme's two portal users: {users:?}");
+    assert_eq!(get(&t.store, &n).await, Some(second.clone()));
+
+    // Written beside the fields, so another replica (with a cache of its
+    // own on the cached arm) reads the same bytes from the database.
+    assert_stored_current(&t, kind, &n, &second).await;
+    let replica = t.another_replica().await;
+    assert_eq!(get(&replica.store, &n).await, Some(second));
+}
+
+async fn a_missing_or_stale_ready_form_reads_from_the_fields(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    let mut rows = Vec::new();
+
+    // Saved before the ready form existed.
+    let never = prod("acme");
+    rows.push(save(&t.store, &replace_all(&never, complete_fields())).await);
+    set_stored_ready(&t, kind, &never, None, None).await;
+
+    // Revision 2 saved by an older release, which left revision 1's form.
+    let older = name("acme", Environment::Sandbox);
+    save(&t.store, &replace_all(&older, fields(1))).await;
+    let (blob_1, _, _) = stored_ready(&t, kind, &older).await;
+    rows.push(save(&t.store, &replace_all(&older, fields(2))).await);
+    set_stored_ready(&t, kind, &older, blob_1.clone(), Some(1)).await;
+
+    // The current form, marked as written for the revision before.
+    let marked = prod("globex");
+    rows.push(save(&t.store, &replace_all(&marked, fields(3))).await);
+    raw_execute(
+        &t,
+        kind,
+        "UPDATE contact_info SET ready_revision = revision - 1 WHERE partner = 'globex'",
+    )
+    .await
+    .expect("mark stale");
+
+    // Marked current, but the blob is of another revision.
+    let mismatched = prod("initech");
+    save(&t.store, &replace_all(&mismatched, fields(4))).await;
+    let (blob_4, _, _) = stored_ready(&t, kind, &mismatched).await;
+    rows.push(save(&t.store, &replace_all(&mismatched, fields(5))).await);
+    set_stored_ready(&t, kind, &mismatched, blob_4, Some(2)).await;
+
+    // Written by a newer release, in a format this one does not know.
+    let newer = prod("umbrella");
+    rows.push(save(&t.store, &replace_all(&newer, fields(6))).await);
+    let mut future = Ready::of(rows.last().expect("saved")).to_stored();
+    future[0] = STORED_FORMAT_V1 + 1;
+    set_stored_ready(&t, kind, &newer, Some(future), Some(1)).await;
+
+    // A fresh replica has nothing cached: every read reaches the rows.
+    let replica = t.another_replica().await;
+    for info in &rows {
+        assert_eq!(get(&replica.store, &info.name).await.as_ref(), Some(info));
+        assert_eq!(get(&t.store, &info.name).await.as_ref(), Some(info));
+    }
+    assert_eq!(
+        stored_ready(&t, kind, &older).await,
+        (blob_1, Some(1), 2),
+        "a read does not write"
+    );
+
+    // The next save writes a current form again.
+    for (i, info) in rows.iter().enumerate() {
+        let mut fields = fields(10 + i);
+        fields.alert_contacts = info.fields.alert_contacts.clone();
+        let saved = save(&replica.store, &replace_all(&info.name, fields)).await;
+        assert_eq!(saved.revision, info.revision + 1);
+        assert_stored_current(&t, kind, &info.name, &saved).await;
+        assert_eq!(get(&t.store, &info.name).await, Some(saved));
+    }
+}
+
+async fn backfill_writes_exactly_the_missing_ready_forms(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    let names = [
+        prod("p0"),
+        name("p0", Environment::Sandbox),
+        prod("p1"),
+        prod("p2"),
+        prod("p3"),
+        prod("p4"),
+    ];
+    let (mut saved, mut first_forms) = (Vec::new(), Vec::new());
+    for (i, n) in names.iter().enumerate() {
+        // Some rows at revision 2, so that a stale form can be a real one.
+        if i % 2 == 0 {
+            save(&t.store, &replace_all(n, fields(i))).await;
+            first_forms.push(stored_ready(&t, kind, n).await.0);
+        } else {
+            first_forms.push(None);
+        }
+        saved.push(save(&t.store, &replace_all(n, fields(100 + i))).await);
+    }
+    set_stored_ready(&t, kind, &names[0], None, None).await;
+    set_stored_ready(&t, kind, &names[1], None, None).await;
+    raw_execute(
+        &t,
+        kind,
+        "UPDATE contact_info SET ready_revision = revision - 1
+         WHERE partner IN ('p1', 'p2')",
+    )
+    .await
+    .expect("mark stale");
+    // p3 at revision 2 still holds revision 1's form (an older release saved it).
+    let p3_first = first_forms[4].clone();
+    assert!(p3_first.is_some());
+    set_stored_ready(&t, kind, &names[4], p3_first, Some(1)).await;
+    // p4 keeps its current form.
+    assert_stored_current(&t, kind, &names[5], &saved[5]).await;
+
+    // Five rows lack a current form; batches of 2 take three transactions.
+    assert_eq!(t.store.backfill_ready(2).await.expect("backfill"), 5);
+    assert_eq!(t.store.backfill_ready(2).await.expect("backfill again"), 0);
+    for info in &saved {
+        assert_stored_current(&t, kind, &info.name, info).await;
+    }
+    let replica = t.another_replica().await;
+    for info in &saved {
+        assert_eq!(get(&replica.store, &info.name).await.as_ref(), Some(info));
+    }
+    assert_eq!(
+        replica.store.backfill_ready(100).await.expect("backfill"),
+        0
+    );
+}
+
+on_every_store!(
+    a_save_is_read_back_in_its_ready_form,
+    a_missing_or_stale_ready_form_reads_from_the_fields,
+    backfill_writes_exactly_the_missing_ready_forms,
+);
