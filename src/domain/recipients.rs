@@ -212,8 +212,9 @@ mod tests {
             technical_emergency_contacts: vec![contact("pager@example.com")],
             ..Default::default()
         };
-        let users: PortalUserEmails =
-            ["a@example.com".to_owned(), "b@example.com".to_owned()].into();
+        let users: PortalUserEmails = ["a@example.com".to_owned(), "b@example.com".to_owned()]
+            .into_iter()
+            .collect();
         let r = resolve(&f, Purpose::ProductionAlert, &users);
         assert_eq!(r.fallback, Some(Field::TechnicalEmergencyContacts));
         assert_eq!(r.recipients.len(), 1);

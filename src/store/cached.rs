@@ -172,6 +172,12 @@ pub struct CachedStore {
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
+    /// Held while an invalidation or a save bumps the epoch and changes
+    /// entries, and while a read checks the epoch and inserts: each is then
+    /// one step, so a read of the old row cannot land after a save's entry,
+    /// nor an older save's entry after a newer one's. Never held across an
+    /// await; hits never take it.
+    writing: std::sync::Mutex<()>,
     /// How long an entry may be served; also how often a watch re-reads
     /// when no change notification woke it (`--change-feed ttl`).
     time_to_live: Duration,
@@ -206,6 +212,7 @@ impl CachedStore {
                 Default::default(),
             ),
             epoch: AtomicU64::new(0),
+            writing: std::sync::Mutex::new(()),
             reachable: AtomicBool::new(true),
             time_to_live: options.time_to_live,
             hits: AtomicU64::new(0),
@@ -354,6 +361,7 @@ impl CachedStore {
                     users.shrink_to_fit();
                     (ready, Arc::new(users))
                 });
+                let _writing = self.lock_writing();
                 if self.epoch.load(Ordering::SeqCst) == epoch {
                     let ready = found.as_ref().map(|(r, _)| Arc::new(r.clone()));
                     self.hold(Key::Contacts(name.clone()), Entry::Contacts(ready));
@@ -402,6 +410,7 @@ impl CachedStore {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::SeqCst);
         let found = load(self.database()?).await?;
+        let _writing = self.lock_writing();
         if self.epoch.load(Ordering::SeqCst) == epoch {
             let owned = match key {
                 KeyRef::Contacts(name) => Key::Contacts(name.clone()),
@@ -420,7 +429,17 @@ impl CachedStore {
         }
     }
 
+    /// See `writing`. A panic while it was held left no half-made entry
+    /// (every step under it is a single cache call), so a poisoned lock is
+    /// taken as it is.
+    fn lock_writing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn apply(&self, change: &Change) {
+        let _writing = self.lock_writing();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         match change {
             Change::ContactInfo { name, revision } => {
@@ -438,8 +457,11 @@ impl CachedStore {
     }
 
     fn users_changed(&self, partner: &PartnerId) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.cache.remove(&KeyRef::Users(partner));
+        {
+            let _writing = self.lock_writing();
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.cache.remove(&KeyRef::Users(partner));
+        }
         self.applied.publish(Change::PortalUsers {
             partner: partner.clone(),
         });
@@ -558,16 +580,21 @@ impl ContactStore for CachedStore {
         actor: &str,
     ) -> Result<ContactInfo, Error> {
         let saved = self.database()?.update(update, request, actor).await?;
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        // A replayed request may return an older revision than the cache has.
-        if self
-            .cached_revision(&saved.name)
-            .is_none_or(|r| r < saved.revision)
+        let ready = Arc::new(Ready::of(&saved));
         {
-            self.hold(
-                Key::Contacts(saved.name.clone()),
-                Entry::Contacts(Some(Arc::new(Ready::of(&saved)))),
-            );
+            let _writing = self.lock_writing();
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            // A replayed request, or a save that finished after a newer
+            // one, may return an older revision than the cache has.
+            if self
+                .cached_revision(&saved.name)
+                .is_none_or(|r| r < saved.revision)
+            {
+                self.hold(
+                    Key::Contacts(saved.name.clone()),
+                    Entry::Contacts(Some(ready)),
+                );
+            }
         }
         self.applied.publish(Change::ContactInfo {
             name: saved.name.clone(),

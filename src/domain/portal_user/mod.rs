@@ -144,7 +144,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let users: PortalUserEmails = ["ann@example.com".to_owned()].into();
+        let users: PortalUserEmails = ["ann@example.com".to_owned()].into_iter().collect();
         let v = alert_contacts_not_users(&fields, &users);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].subject, "contact_info.alert_contacts[1].email");
