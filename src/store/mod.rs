@@ -15,6 +15,7 @@ use crate::wire::Ready;
 pub mod cached;
 pub mod changes;
 mod classify;
+mod coalesce;
 pub mod postgres;
 mod requests;
 mod rows;

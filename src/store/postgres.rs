@@ -12,6 +12,9 @@ use tracing::instrument;
 
 use super::changes::{CHANNEL, Change, ChangeFeed};
 use super::classify::to_error;
+use super::coalesce::Coalescer;
+
+mod reads;
 use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
@@ -24,6 +27,7 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::wire::Ready;
+use reads::{PgReader, READ_BATCH_MAX, ReadFound, ReadKey, read_connections};
 
 /// A create racing another create of the same resource retries this often.
 const MAX_ATTEMPTS: usize = 3;
@@ -44,6 +48,9 @@ pub struct PostgresStore {
     /// (the pool retries refused connections until its acquire timeout).
     probe: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
     connect_options: PgConnectOptions,
+    /// The read path's point reads (a cache miss), gathered into one query
+    /// while others are in flight.
+    reads: Arc<Coalescer<ReadKey, ReadFound>>,
 }
 
 /// How long after its call's deadline PostgreSQL stops a write's statement.
@@ -63,11 +70,7 @@ const SELECT_COLUMNS: &str =
     "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
      FROM contact_info WHERE partner = $1 AND environment = $2";
 
-/// `SELECT_COLUMNS` with the ready form; the JSON only when that is stale.
-const READY_COLUMNS: &str = "SELECT partner, environment, revision, etag,
-            CASE WHEN ready_revision = revision THEN NULL ELSE fields::text END,
-            create_time, update_time, ready, ready_revision";
-
+/// The read path's columns (see `reads`): the JSON only when the ready form is stale.
 type PgReadyRow = (
     String,
     String,
@@ -171,14 +174,28 @@ impl PostgresStore {
                 "statement_timeout",
                 format!("{}ms", options.statement_timeout.as_millis()),
             )]);
+        let readers = read_connections(options.max_connections);
         let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
+            .max_connections(options.max_connections.saturating_sub(readers).max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        let reads = Coalescer::start(
+            (0..readers)
+                .map(|_| {
+                    PgReader::new(
+                        connect.clone(),
+                        options.acquire_timeout,
+                        options.statement_timeout,
+                    )
+                })
+                .collect(),
+            READ_BATCH_MAX,
+        );
         Ok(Self {
             pool,
+            reads: Arc::new(reads),
             listener_reconnects: Arc::default(),
             statement_timeout: options.statement_timeout,
             notify: options.notify,
@@ -547,18 +564,22 @@ async fn user_emails(
     conn: &mut PgConnection,
     partner: &PartnerId,
 ) -> Result<PortalUserEmails, Error> {
-    // Keys are computed here from the addresses, not read from `email_key`:
-    // a row an older release wrote during a rollout holds an older key.
     let emails: Vec<(String,)> =
         sqlx::query_as("SELECT email FROM portal_users WHERE partner = $1")
             .bind(partner.as_str())
             .fetch_all(conn)
             .await
             .map_err(|e| to_error(&e, "read portal users"))?;
-    Ok(emails
+    Ok(email_keys(emails.into_iter().map(|(e,)| e)))
+}
+
+/// Keys are computed here from the addresses, not read from `email_key`:
+/// a row an older release wrote during a rollout holds an older key.
+fn email_keys(emails: impl IntoIterator<Item = String>) -> PortalUserEmails {
+    emails
         .into_iter()
-        .map(|(e,)| email_key_of_stored(&e))
-        .collect())
+        .map(|e| email_key_of_stored(&e))
+        .collect()
 }
 
 /// Locks every portal user of `partner` (so that concurrent changes to the
@@ -646,18 +667,16 @@ impl ContactStore for PostgresStore {
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
     async fn get_ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error> {
-        let sql =
-            format!("{READY_COLUMNS} FROM contact_info WHERE partner = $1 AND environment = $2");
-        let found: Option<PgReadyRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(name.partner.as_str())
-            .bind(name.environment.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| to_error(&e, "read contact info"))?;
-        match found.map(|r| ready_row(r).into_ready()).transpose()? {
-            Some(Some(ready)) => Ok(Some(ready)),
-            Some(None) => self.get(name).await.map(|i| i.as_ref().map(Ready::of)),
-            None => Ok(None),
+        let key = ReadKey::Contacts {
+            name: name.clone(),
+            users: false,
+        };
+        let Some(found) = self.reads.get(key).await?.and_then(|f| f.row) else {
+            return Ok(None);
+        };
+        match ready_row(found).into_ready()? {
+            Some(ready) => Ok(Some(ready)),
+            None => self.get(name).await.map(|i| i.as_ref().map(Ready::of)),
         }
     }
 
@@ -666,34 +685,19 @@ impl ContactStore for PostgresStore {
         &self,
         name: &ContactInfoName,
     ) -> Result<Option<(Ready, PortalUserEmails)>, Error> {
-        let sql = format!(
-            "{READY_COLUMNS}, ARRAY(SELECT email FROM portal_users WHERE partner = $1)
-             FROM contact_info WHERE partner = $1 AND environment = $2"
-        );
-        type WithUsers = (
-            String,
-            String,
-            i64,
-            String,
-            Option<String>,
-            DateTime<Utc>,
-            DateTime<Utc>,
-            Option<Vec<u8>>,
-            Option<i64>,
-            Vec<String>,
-        );
-        let found: Option<WithUsers> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(name.partner.as_str())
-            .bind(name.environment.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| to_error(&e, "read contact info and portal users"))?;
-        let Some(r) = found else {
+        let key = ReadKey::Contacts {
+            name: name.clone(),
+            users: true,
+        };
+        let Some(ReadFound {
+            row: Some(found),
+            emails,
+        }) = self.reads.get(key).await?
+        else {
             return Ok(None);
         };
-        let users = r.9.iter().map(|e| email_key_of_stored(e)).collect();
-        let row = ready_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8));
-        let ready = match row.into_ready()? {
+        let users = email_keys(emails.unwrap_or_default());
+        let ready = match ready_row(found).into_ready()? {
             Some(ready) => ready,
             None => match self.get(name).await? {
                 Some(info) => Ready::of(&info),
@@ -854,12 +858,8 @@ impl ContactStore for PostgresStore {
 
     #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
     async fn portal_user_emails(&self, partner: &PartnerId) -> Result<PortalUserEmails, Error> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| to_error(&e, "acquire"))?;
-        user_emails(&mut conn, partner).await
+        let found = self.reads.get(ReadKey::Users(partner.clone())).await?;
+        Ok(email_keys(found.and_then(|f| f.emails).unwrap_or_default()))
     }
 
     #[instrument(skip(self, actor, decide), fields(partner = %partner.as_str()), err(level = "debug"))]
