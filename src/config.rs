@@ -189,7 +189,8 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
-    /// Largest number of database connections.
+    /// Largest number of database connections. On PostgreSQL a quarter of
+    /// them (at least one) serve reads that miss the cache, the rest the pool.
     #[arg(
         long,
         env = "PARTNER_CONTACTS_DB_MAX_CONNECTIONS",

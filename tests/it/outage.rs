@@ -150,3 +150,44 @@ async fn postgres_outage_is_unavailable_and_recovers() {
         "nothing acknowledged was lost"
     );
 }
+
+/// The read path's own connections (outside the pool) outlive a database
+/// restart or an idle timeout unnoticed until used: a read that meets one
+/// closed is retried once on a new connection, and the caller sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_their_connections_being_closed_while_idle() {
+    use partner_contacts::domain::{ContactInfoName, Environment, PartnerId};
+    use sqlx::Executor;
+
+    let t = common::store(Backend::Postgres).await;
+    let name = ContactInfoName::new(
+        PartnerId::parse("acme").expect("partner"),
+        Environment::Production,
+    );
+    // Enough reads, one after another, that every read worker has opened
+    // its connection (the workers take turns).
+    for _ in 0..16 {
+        assert_eq!(t.store.get_ready(&name).await.expect("read"), None);
+    }
+    let mut admin = common::raw_pg_connection(&t.url)
+        .await
+        .expect("admin connection");
+    let closed = admin
+        .fetch_all(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND application_name = 'partner-contacts'",
+        )
+        .await
+        .expect("terminate the store's connections");
+    assert!(closed.len() >= 4, "the read workers' connections were open");
+    for i in 0..16 {
+        assert_eq!(
+            t.store
+                .get_ready(&name)
+                .await
+                .unwrap_or_else(|e| panic!("read {i} after the restart: {e}")),
+            None
+        );
+    }
+}

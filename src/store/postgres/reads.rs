@@ -150,9 +150,8 @@ impl PgReader {
             .ok_or_else(|| internal("read connection missing"))
     }
 
-    /// One statement on this worker's connection. A failure that is not the
-    /// database's answer (the connection broke, or the read timed out)
-    /// drops the connection; `Ok(Err(_))` is such a failure, worth one retry.
+    /// One statement on this worker's connection. `Ok(Err(_))`: the
+    /// connection was lost (worth one retry on a new one).
     async fn attempt(
         &mut self,
         keys: &[ReadKey],
@@ -180,10 +179,15 @@ impl PgReader {
             .fetch_all(connection);
         match tokio::time::timeout(read_timeout, query).await {
             Ok(Ok(rows)) => Ok(Ok(rows)),
-            Ok(Err(e @ sqlx::Error::Database(_))) => Err(to_error(&e, "read contact infos")),
             Ok(Err(e)) => {
+                // Whatever went wrong, the next batch starts on a new
+                // connection: opening one is cheap beside a wrong state.
                 self.connection = None;
-                Ok(Err(e))
+                if connection_lost(&e) {
+                    Ok(Err(e))
+                } else {
+                    Err(to_error(&e, "read contact infos"))
+                }
             }
             Err(_) => {
                 self.connection = None;
@@ -192,6 +196,18 @@ impl PgReader {
                 })
             }
         }
+    }
+}
+
+/// The connection, not the statement, failed: I/O, or the server ending the
+/// session (SQLSTATE class 08, or 57P01-57P03: terminated by an
+/// administrator or a shutdown, restarting).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => true,
     }
 }
 

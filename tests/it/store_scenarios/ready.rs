@@ -3,7 +3,8 @@
 //! stale (saved by a release before it, or by an older one mid-rollout)
 //! still reads correctly, and `backfill_ready` writes exactly those rows.
 use partner_contacts::domain::{
-    ContactFields, ContactInfo, ContactInfoName, Environment, Field, FieldSet, Update,
+    ContactFields, ContactInfo, ContactInfoName, Email, Environment, Field, FieldSet, PortalRole,
+    Update,
 };
 use partner_contacts::wire::{Ready, STORED_FORMAT_V1};
 
@@ -213,7 +214,73 @@ async fn backfill_writes_exactly_the_missing_ready_forms(kind: StoreKind) {
     );
 }
 
+/// Reads that arrive together (PostgreSQL answers them in one statement)
+/// each get their own partner's answer: contact info, users, absence.
+async fn reads_arriving_together_each_get_their_own(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    const PARTNERS: usize = 24;
+    let mut expected = Vec::new();
+    for i in 0..PARTNERS {
+        let partner = format!("p{i}");
+        let n = prod(&partner);
+        // Every third partner has no contact info; every other one users.
+        let info = if i % 3 == 0 {
+            None
+        } else {
+            Some(save(&t.store, &replace_all(&n, fields(i))).await)
+        };
+        if i % 2 == 0 {
+            t.store
+                .grant_portal_access(
+                    &n.partner,
+                    &Email::parse(&format!("u{i}@example.com")).expect("email"),
+                    PortalRole::Administrator,
+                    super::ACTOR,
+                )
+                .await
+                .expect("grant");
+        }
+        let users = super::user_emails(&t.store, &n.partner).await;
+        expected.push((n, info, users));
+    }
+    // A replica that has read nothing yet: on the cached arm every read
+    // below misses and reaches PostgreSQL, all at once.
+    let replica = t.another_replica().await;
+    let mut reads = tokio::task::JoinSet::new();
+    for (n, info, users) in expected {
+        let sandbox = name(n.partner.as_str(), Environment::Sandbox);
+        let ready = info.as_ref().map(Ready::of);
+        let (s1, s2, s3, s4) = (
+            replica.store.clone(),
+            replica.store.clone(),
+            replica.store.clone(),
+            replica.store.clone(),
+        );
+        let (n1, n2, r1, u1) = (n.clone(), n.clone(), ready.clone(), users.clone());
+        reads.spawn(async move {
+            let found = s1.get_ready(&n1).await.expect("get_ready");
+            assert_eq!(found, r1, "{n1}: get_ready");
+        });
+        reads.spawn(async move {
+            let found = s2.get_ready_and_users(&n2).await.expect("with users");
+            assert_eq!(found, ready.map(|r| (r, u1)), "{n2}: get_ready_and_users");
+        });
+        reads.spawn(async move {
+            let keys = s3.portal_user_emails(&n.partner).await.expect("emails");
+            assert_eq!(keys, users, "{n}: portal_user_emails");
+        });
+        reads.spawn(async move {
+            let found = s4.get_ready(&sandbox).await.expect("sandbox");
+            assert_eq!(found, None, "{sandbox}: nothing saved");
+        });
+    }
+    while let Some(done) = reads.join_next().await {
+        done.expect("a read's assertion failed");
+    }
+}
+
 on_every_store!(
+    reads_arriving_together_each_get_their_own,
     a_save_is_read_back_in_its_ready_form,
     a_missing_or_stale_ready_form_reads_from_the_fields,
     backfill_writes_exactly_the_missing_ready_forms,
