@@ -1,5 +1,6 @@
 //! The routes answered with bytes already encoded (`wire::EncodedCodec`):
-//! GetContacts sends the ready form as saved. In front of the generated
+//! GetContacts sends the ready form as saved, ResolveRecipients an answer
+//! written from it. In front of the generated
 //! service, which answers every other method; the wire format is the
 //! proto's either way.
 use std::convert::Infallible;
@@ -15,8 +16,10 @@ use crate::pb::{self, contacts_service_server::ContactsServiceServer};
 use crate::wire::{Encoded, EncodedCodec};
 
 const GET_CONTACTS: &str = "/partnerportal.contacts.v1.ContactsService/GetContacts";
+const RESOLVE_RECIPIENTS: &str = "/partnerportal.contacts.v1.ContactsService/ResolveRecipients";
 
-/// The generated service, with GetContacts answered from encoded bytes.
+/// The generated service, with GetContacts and ResolveRecipients answered
+/// from encoded bytes.
 #[derive(Debug, Clone)]
 pub struct EncodedRoutes {
     api: ContactsApi,
@@ -53,6 +56,18 @@ impl UnaryService<pb::GetContactsRequest> for GetContacts {
     }
 }
 
+struct ResolveRecipients(ContactsApi);
+
+impl UnaryService<pb::ResolveRecipientsRequest> for ResolveRecipients {
+    type Response = Encoded;
+    type Future = BoxFuture<Response<Encoded>, Status>;
+
+    fn call(&mut self, request: Request<pb::ResolveRecipientsRequest>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move { api.resolve_recipients_encoded(request).await })
+    }
+}
+
 impl Service<http::Request<Body>> for EncodedRoutes {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -66,15 +81,26 @@ impl Service<http::Request<Body>> for EncodedRoutes {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != GET_CONTACTS {
-            return self.generated.call(request);
-        }
-        let method = GetContacts(self.api.clone());
         let limit = self.max_decoding_message_size;
-        Box::pin(async move {
-            let mut grpc = Grpc::new(EncodedCodec::<pb::GetContactsRequest>::default())
-                .apply_max_message_size_config(Some(limit), None);
-            Ok(grpc.unary(method, request).await)
-        })
+        match request.uri().path() {
+            GET_CONTACTS => {
+                let method = GetContacts(self.api.clone());
+                Box::pin(async move {
+                    let mut grpc = Grpc::new(EncodedCodec::<pb::GetContactsRequest>::default())
+                        .apply_max_message_size_config(Some(limit), None);
+                    Ok(grpc.unary(method, request).await)
+                })
+            }
+            RESOLVE_RECIPIENTS => {
+                let method = ResolveRecipients(self.api.clone());
+                Box::pin(async move {
+                    let mut grpc =
+                        Grpc::new(EncodedCodec::<pb::ResolveRecipientsRequest>::default())
+                            .apply_max_message_size_config(Some(limit), None);
+                    Ok(grpc.unary(method, request).await)
+                })
+            }
+            _ => self.generated.call(request),
+        }
     }
 }

@@ -93,6 +93,17 @@ impl ContactsApi {
             .map_err(to_status)
     }
 
+    pub async fn resolve_recipients_encoded(
+        &self,
+        request: Request<pb::ResolveRecipientsRequest>,
+    ) -> Result<Response<Encoded>, Status> {
+        let principal = self.admit(&request, Action::ReadContacts, &request.get_ref().name)?;
+        recipients::resolve_recipients(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
     /// The service to serve: the generated one, with the methods that answer
     /// from encoded bytes routed around it.
     pub fn into_routes(self, max_decoding_message_size: usize) -> EncodedRoutes {
@@ -164,11 +175,16 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<pb::ResolveRecipientsRequest>,
     ) -> Result<Response<pb::ResolveRecipientsResponse>, Status> {
-        let principal = self.admit(&request, Action::ReadContacts, &request.get_ref().name)?;
-        recipients::resolve_recipients(self, &principal, request.into_inner())
-            .await
+        // Served through `resolve_recipients_encoded`; here for the
+        // generated service alone.
+        let encoded = self.resolve_recipients_encoded(request).await?.into_inner();
+        prost::Message::decode(encoded.0)
             .map(Response::new)
-            .map_err(to_status)
+            .map_err(|_| {
+                to_status(crate::error::Error::Internal {
+                    detail: "an encoded answer did not decode".to_owned(),
+                })
+            })
     }
 
     async fn list_contact_info_revisions(

@@ -6,6 +6,7 @@ use crate::domain::{
 };
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
+use crate::wire::{Encoded, RecipientOut, ResolutionOut};
 
 fn parse_purpose(raw: i32, v: &mut Violations) -> Option<Purpose> {
     match pb::Purpose::try_from(raw) {
@@ -29,7 +30,7 @@ pub(super) async fn resolve_recipients(
     api: &ContactsApi,
     principal: &Principal,
     req: pb::ResolveRecipientsRequest,
-) -> Result<pb::ResolveRecipientsResponse, Error> {
+) -> Result<Encoded, Error> {
     let mut v = Violations::default();
     let name = ContactInfoName::parse(&req.name)
         .map_err(|d| v.push("name", d))
@@ -69,23 +70,22 @@ pub(super) async fn resolve_recipients(
         |key| users.contains(key),
     );
     let requested = purpose.fields()[0];
-    Ok(pb::ResolveRecipientsResponse {
-        recipients: resolution
-            .recipients
-            .iter()
-            .map(|(c, field)| pb::Recipient {
-                email: c.email.to_owned(),
-                display_name: c.display_name.to_owned(),
-                language_code: c.language_code.to_owned(),
-                phone_number: c.phone_number.to_owned(),
-                field: field.as_str().to_owned(),
-            })
-            .collect(),
-        fallback: resolution.fallback.map(|used| pb::Fallback {
-            requested_field: requested.as_str().to_owned(),
-            used_field: used.as_str().to_owned(),
-            rule: format!("{} is empty: using {}", requested.as_str(), used.as_str()),
-        }),
+    let recipients: Vec<RecipientOut<'_>> = resolution
+        .recipients
+        .iter()
+        .map(|(c, field)| RecipientOut {
+            email: c.email,
+            display_name: c.display_name,
+            language_code: c.language_code,
+            phone_number: c.phone_number,
+            field: field.as_str(),
+        })
+        .collect();
+    let answer = ResolutionOut {
+        recipients: &recipients,
+        fallback: resolution
+            .fallback
+            .map(|used| (requested.as_str(), used.as_str())),
         support_open: view.shows(Field::OperationalSupport)
             && info.support().is_some_and(|s| {
                 s.always_open()
@@ -93,7 +93,8 @@ pub(super) async fn resolve_recipients(
                         window_open_at(w.time_zone, |d| w.on(d), w.open_time, w.close_time, at)
                     })
             }),
-        at_time: Some(convert::timestamp(at)),
-        etag: info.etag().to_owned(),
-    })
+        at_time: at,
+        etag: info.etag(),
+    };
+    Ok(Encoded(answer.encode()))
 }

@@ -23,6 +23,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::error::Error;
 
 type Reply<V> = oneshot::Sender<Result<Option<V>, Error>>;
+/// What a batch read found: each found key with its value.
+pub(crate) type Found<K, V> = Result<Vec<(K, V)>, Error>;
 
 /// A batch read, one per worker. `read` gets distinct keys (at most the
 /// batch limit) and returns the found ones with their values; a key it
@@ -33,7 +35,7 @@ pub(crate) trait BatchRead: Send + 'static {
     fn read(
         &mut self,
         keys: Vec<Self::Key>,
-    ) -> impl Future<Output = Result<Vec<(Self::Key, Self::Value)>, Error>> + Send;
+    ) -> impl Future<Output = Found<Self::Key, Self::Value>> + Send;
 }
 
 /// Sends point reads, gathered, to the workers' batch reads. Dropping it (the last
@@ -180,15 +182,13 @@ mod tests {
         }
     }
 
+    type Batches = Arc<StdMutex<Vec<Vec<u32>>>>;
+
     fn coalescer(
         permits: usize,
         max_batch: usize,
         fail: bool,
-    ) -> (
-        Arc<Coalescer<u32, u32>>,
-        Arc<StdMutex<Vec<Vec<u32>>>>,
-        Arc<Semaphore>,
-    ) {
+    ) -> (Arc<Coalescer<u32, u32>>, Batches, Arc<Semaphore>) {
         let seen = Arc::new(StdMutex::new(Vec::new()));
         let gate = Arc::new(Semaphore::new(permits));
         let reader = Recording {

@@ -3,10 +3,12 @@
 //! sent as it is through a tonic codec. Below the API and the stores, above
 //! the domain; the only place besides the API that knows the proto's field
 //! numbers.
+mod answer;
 mod codec;
 mod ready;
 mod view;
 
+pub use answer::{RecipientOut, ResolutionOut};
 pub use codec::{Encoded, EncodedCodec};
 pub use ready::{Ready, STORED_FORMAT_V1};
 pub use view::{ContactInfoView, ContactView, Malformed, SupportView, WindowView};
