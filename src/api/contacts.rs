@@ -7,7 +7,7 @@ use crate::domain::{Principal, Revision, now_micros};
 use crate::error::{Error, FieldViolation, join_checks};
 use crate::pb;
 use crate::store::{ContactStore, RequestKey};
-use crate::wire::Encoded;
+use crate::wire::{Encoded, gate_answer};
 
 /// GetContacts, encoded: the ready form as saved (or a copy without what
 /// the caller's view hides); a past state from the history is encoded here.
@@ -98,7 +98,7 @@ fn request_key(
 pub(super) async fn check_gate(
     api: &ContactsApi,
     req: pb::CheckOnboardingGateRequest,
-) -> Result<pb::CheckOnboardingGateResponse, Error> {
+) -> Result<Encoded, Error> {
     // Both inputs are checked before any lookup, and reported together.
     let name = match convert::parse_gate_name(&req.name) {
         Ok(name) => name,
@@ -121,11 +121,13 @@ pub(super) async fn check_gate(
     let result = api
         .policy
         .evaluate(&req.integration_type, name.environment, facts.as_ref())?;
-    Ok(convert::gate_to_pb(
+    Ok(Encoded(gate_answer(
         &result,
-        current.as_ref().map(|(ready, _)| ready.view().etag()),
+        current
+            .as_ref()
+            .map_or("", |(ready, _)| ready.view().etag()),
         now_micros(),
-    ))
+    )))
 }
 
 const REVISIONS_TOKEN: &str = "revisions";

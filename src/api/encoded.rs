@@ -1,6 +1,6 @@
 //! The routes answered with bytes already encoded (`wire::EncodedCodec`):
-//! GetContacts sends the ready form as saved, ResolveRecipients an answer
-//! written from it. In front of the generated
+//! GetContacts sends the ready form as saved, ResolveRecipients and
+//! CheckOnboardingGate answers written from it. In front of the generated
 //! service, which answers every other method; the wire format is the
 //! proto's either way.
 use std::convert::Infallible;
@@ -17,9 +17,11 @@ use crate::wire::{Encoded, EncodedCodec};
 
 const GET_CONTACTS: &str = "/partnerportal.contacts.v1.ContactsService/GetContacts";
 const RESOLVE_RECIPIENTS: &str = "/partnerportal.contacts.v1.ContactsService/ResolveRecipients";
+const CHECK_ONBOARDING_GATE: &str =
+    "/partnerportal.contacts.v1.ContactsService/CheckOnboardingGate";
 
-/// The generated service, with GetContacts and ResolveRecipients answered
-/// from encoded bytes.
+/// The generated service, with the read path's three methods answered from
+/// encoded bytes.
 #[derive(Debug, Clone)]
 pub struct EncodedRoutes {
     api: ContactsApi,
@@ -68,6 +70,36 @@ impl UnaryService<pb::ResolveRecipientsRequest> for ResolveRecipients {
     }
 }
 
+struct CheckOnboardingGate(ContactsApi);
+
+impl UnaryService<pb::CheckOnboardingGateRequest> for CheckOnboardingGate {
+    type Response = Encoded;
+    type Future = BoxFuture<Response<Encoded>, Status>;
+
+    fn call(&mut self, request: Request<pb::CheckOnboardingGateRequest>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move { api.check_onboarding_gate_encoded(request).await })
+    }
+}
+
+/// Serves one encoded route: `Req` decoded with prost, the answer as it is.
+fn unary<Req, M>(
+    method: M,
+    limit: usize,
+    request: http::Request<Body>,
+) -> BoxFuture<http::Response<Body>, Infallible>
+where
+    Req: prost::Message + Default + Send + 'static,
+    M: UnaryService<Req, Response = Encoded> + Send + 'static,
+    M::Future: Send,
+{
+    Box::pin(async move {
+        let mut grpc = Grpc::new(EncodedCodec::<Req>::default())
+            .apply_max_message_size_config(Some(limit), None);
+        Ok(grpc.unary(method, request).await)
+    })
+}
+
 impl Service<http::Request<Body>> for EncodedRoutes {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -83,23 +115,9 @@ impl Service<http::Request<Body>> for EncodedRoutes {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let limit = self.max_decoding_message_size;
         match request.uri().path() {
-            GET_CONTACTS => {
-                let method = GetContacts(self.api.clone());
-                Box::pin(async move {
-                    let mut grpc = Grpc::new(EncodedCodec::<pb::GetContactsRequest>::default())
-                        .apply_max_message_size_config(Some(limit), None);
-                    Ok(grpc.unary(method, request).await)
-                })
-            }
-            RESOLVE_RECIPIENTS => {
-                let method = ResolveRecipients(self.api.clone());
-                Box::pin(async move {
-                    let mut grpc =
-                        Grpc::new(EncodedCodec::<pb::ResolveRecipientsRequest>::default())
-                            .apply_max_message_size_config(Some(limit), None);
-                    Ok(grpc.unary(method, request).await)
-                })
-            }
+            GET_CONTACTS => unary(GetContacts(self.api.clone()), limit, request),
+            RESOLVE_RECIPIENTS => unary(ResolveRecipients(self.api.clone()), limit, request),
+            CHECK_ONBOARDING_GATE => unary(CheckOnboardingGate(self.api.clone()), limit, request),
             _ => self.generated.call(request),
         }
     }

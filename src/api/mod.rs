@@ -104,11 +104,33 @@ impl ContactsApi {
             .map_err(to_status)
     }
 
+    pub async fn check_onboarding_gate_encoded(
+        &self,
+        request: Request<pb::CheckOnboardingGateRequest>,
+    ) -> Result<Response<Encoded>, Status> {
+        self.admit(&request, Action::CheckGate, &request.get_ref().name)?;
+        contacts::check_gate(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
     /// The service to serve: the generated one, with the methods that answer
     /// from encoded bytes routed around it.
     pub fn into_routes(self, max_decoding_message_size: usize) -> EncodedRoutes {
         EncodedRoutes::new(self, max_decoding_message_size)
     }
+}
+
+/// An encoded answer as the generated service's message type.
+fn decoded<T: prost::Message + Default>(encoded: Response<Encoded>) -> Result<Response<T>, Status> {
+    T::decode(encoded.into_inner().0)
+        .map(Response::new)
+        .map_err(|_| {
+            to_status(crate::error::Error::Internal {
+                detail: "an encoded answer did not decode".to_owned(),
+            })
+        })
 }
 
 #[tonic::async_trait]
@@ -119,14 +141,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::ContactInfo>, Status> {
         // The server answers GetContacts through `get_contacts_encoded`,
         // without this decode; it is here for the generated service alone.
-        let encoded = self.get_contacts_encoded(request).await?.into_inner();
-        prost::Message::decode(encoded.0)
-            .map(Response::new)
-            .map_err(|_| {
-                to_status(crate::error::Error::Internal {
-                    detail: "a ready form did not decode".to_owned(),
-                })
-            })
+        decoded(self.get_contacts_encoded(request).await?)
     }
 
     async fn update_contacts(
@@ -149,11 +164,9 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<pb::CheckOnboardingGateRequest>,
     ) -> Result<Response<pb::CheckOnboardingGateResponse>, Status> {
-        self.admit(&request, Action::CheckGate, &request.get_ref().name)?;
-        contacts::check_gate(self, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(to_status)
+        // Served through `check_onboarding_gate_encoded`; here for the
+        // generated service alone.
+        decoded(self.check_onboarding_gate_encoded(request).await?)
     }
 
     type WatchContactsStream = watch::WatchStream;
@@ -177,14 +190,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::ResolveRecipientsResponse>, Status> {
         // Served through `resolve_recipients_encoded`; here for the
         // generated service alone.
-        let encoded = self.resolve_recipients_encoded(request).await?.into_inner();
-        prost::Message::decode(encoded.0)
-            .map(Response::new)
-            .map_err(|_| {
-                to_status(crate::error::Error::Internal {
-                    detail: "an encoded answer did not decode".to_owned(),
-                })
-            })
+        decoded(self.resolve_recipients_encoded(request).await?)
     }
 
     async fn list_contact_info_revisions(

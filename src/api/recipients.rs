@@ -1,8 +1,7 @@
 //! ResolveRecipients after admission: whom the alert dispatcher should reach.
 use super::{ContactsApi, convert};
 use crate::domain::{
-    ContactInfoName, Field, Principal, Purpose, email_key_of_stored, now_micros, resolve_with,
-    window_open_at,
+    ContactInfoName, Field, Principal, Purpose, email_key_borrowed, now_micros, resolve_with,
 };
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
@@ -66,7 +65,7 @@ pub(super) async fn resolve_recipients(
             let shown = view.shows(field);
             info.contacts(field).filter(move |_| shown)
         },
-        |c| email_key_of_stored(c.email),
+        |c| email_key_borrowed(c.email),
         |key| users.contains(key),
     );
     let requested = purpose.fields()[0];
@@ -86,13 +85,7 @@ pub(super) async fn resolve_recipients(
         fallback: resolution
             .fallback
             .map(|used| (requested.as_str(), used.as_str())),
-        support_open: view.shows(Field::OperationalSupport)
-            && info.support().is_some_and(|s| {
-                s.always_open()
-                    || s.windows().filter_map(Result::ok).any(|w| {
-                        window_open_at(w.time_zone, |d| w.on(d), w.open_time, w.close_time, at)
-                    })
-            }),
+        support_open: view.shows(Field::OperationalSupport) && ready.support_open_at(at),
         at_time: at,
         etag: info.etag(),
     };

@@ -11,7 +11,7 @@ mod support;
 pub use access::{Action, PortalRole, Principal, ReadView, Scope, Scopes, partner_segment};
 pub use contact::{
     Contact, DisplayName, Email, LanguageCode, MAX_CONTACTS_PER_FIELD, PhoneNumber,
-    email_key_of_stored, warm_up_validation,
+    email_key_borrowed, email_key_of_stored, warm_up_validation,
 };
 pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Update, now_micros};
 pub use gate::{Finding, FindingReason, GateFacts, GatePolicy, GateResult};

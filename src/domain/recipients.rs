@@ -83,21 +83,22 @@ pub fn resolve<'a>(
 /// recipient answers; a revoked portal user keeps its place among the alert
 /// contacts but stops receiving production alerts at once, so it does not
 /// count.
-pub fn resolve_with<C, I>(
+pub fn resolve_with<C, I, K>(
     purpose: Purpose,
     mut contacts: impl FnMut(Field) -> I,
-    key: impl Fn(&C) -> String,
+    key: impl Fn(&C) -> K,
     is_user: impl Fn(&str) -> bool,
 ) -> Resolution<C>
 where
     I: Iterator<Item = C>,
+    K: AsRef<str> + PartialEq,
 {
     for (i, field) in purpose.fields().iter().enumerate() {
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<K> = Vec::new();
         let mut recipients = Vec::new();
         for c in contacts(*field) {
             let k = key(&c);
-            if (*field == Field::AlertContacts && !is_user(&k)) || seen.contains(&k) {
+            if (*field == Field::AlertContacts && !is_user(k.as_ref())) || seen.contains(&k) {
                 continue;
             }
             seen.push(k);

@@ -8,7 +8,7 @@ mod codec;
 mod ready;
 mod view;
 
-pub use answer::{RecipientOut, ResolutionOut};
+pub use answer::{RecipientOut, ResolutionOut, gate_answer};
 pub use codec::{Encoded, EncodedCodec};
 pub use ready::{Ready, STORED_FORMAT_V1};
 pub use view::{ContactInfoView, ContactView, Malformed, SupportView, WindowView};

@@ -10,8 +10,12 @@ use chrono::{DateTime, Utc};
 use prost::bytes::{BufMut, Bytes};
 use prost::encoding::{WireType, encode_key, encode_varint};
 
-use super::view::{ContactInfoView, Layout};
-use crate::domain::{Contact, ContactInfo, OperationalSupport, ReadView, SupportWindow, Weekday};
+use std::sync::Arc;
+
+use super::view::{ContactInfoView, Layout, WindowView};
+use crate::domain::{
+    Contact, ContactInfo, OperationalSupport, ReadView, SupportWindow, Weekday, window_open_at,
+};
 
 /// The stored form's first byte: which layout follows. A release reads the
 /// versions it knows and falls back to the JSON fields for any other, so
@@ -24,6 +28,31 @@ pub struct Ready {
     revision: i64,
     encoded: Bytes,
     layout: Layout,
+    support: SupportHours,
+}
+
+/// Support hours, read out of the bytes once per ready form: each
+/// ResolveRecipients asks whether they are open, and reading the windows'
+/// time zones and times per call cost more than the rest of its answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SupportHours {
+    always_open: bool,
+    /// The windows that read back (as a read of the bytes would skip one
+    /// that does not); `None` when there are none.
+    windows: Option<Arc<[WindowView]>>,
+}
+
+impl SupportHours {
+    fn of(view: ContactInfoView<'_>) -> Self {
+        let Some(support) = view.support() else {
+            return Self::default();
+        };
+        let windows: Vec<WindowView> = support.windows().filter_map(Result::ok).collect();
+        Self {
+            always_open: support.always_open(),
+            windows: (!windows.is_empty()).then(|| Arc::from(windows)),
+        }
+    }
 }
 
 impl Ready {
@@ -43,10 +72,16 @@ impl Ready {
             );
             Layout::EMPTY
         });
+        Self::with_layout(info.revision, Bytes::from(buf), layout)
+    }
+
+    fn with_layout(revision: i64, encoded: Bytes, layout: Layout) -> Self {
+        let support = SupportHours::of(ContactInfoView::new(&encoded, &layout));
         Self {
-            revision: info.revision,
-            encoded: Bytes::from(buf),
+            revision,
+            encoded,
             layout,
+            support,
         }
     }
 
@@ -76,11 +111,11 @@ impl Ready {
         }
         // Checked once here, so that every later read of it can trust it.
         let layout = Layout::of(encoded).ok()?;
-        Some(Self {
+        Some(Self::with_layout(
             revision,
-            encoded: Bytes::copy_from_slice(encoded),
+            Bytes::copy_from_slice(encoded),
             layout,
-        })
+        ))
     }
 
     pub fn revision(&self) -> i64 {
@@ -106,9 +141,25 @@ impl Ready {
         ContactInfoView::new(&self.encoded, &self.layout)
     }
 
+    /// Whether support is open at `at` (always open, or `at` falls in a
+    /// window); false when no support hours are saved.
+    pub fn support_open_at(&self, at: DateTime<Utc>) -> bool {
+        self.support.always_open
+            || self
+                .support
+                .windows
+                .iter()
+                .flat_map(|ws| ws.iter())
+                .any(|w| window_open_at(w.time_zone, |d| w.on(d), w.open_time, w.close_time, at))
+    }
+
     /// Heap bytes it holds, for the cache's weigher.
     pub fn heap_bytes(&self) -> usize {
         self.encoded.len()
+            + self.support.windows.as_ref().map_or(0, |ws| {
+                // The `Arc`'s two counts, then the windows.
+                2 * std::mem::size_of::<usize>() + std::mem::size_of_val::<[WindowView]>(ws)
+            })
     }
 }
 

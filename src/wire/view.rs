@@ -6,7 +6,7 @@ use prost::encoding::{WireType, decode_key, decode_varint};
 use super::ready::day_number;
 use crate::domain::{
     Field, FieldSet, GateFacts, LocalTime, PortalUserEmails, ReadView, TimeZoneName, Weekday,
-    email_key_of_stored,
+    email_key_borrowed,
 };
 
 /// The encoded message is not what this release writes.
@@ -192,7 +192,7 @@ impl<'a> ContactInfoView<'a> {
                 .field(super::field_number(Field::AlertContacts))
                 .filter_map(Result::ok)
                 .map(|contact| ContactView::email(contact.bytes).unwrap_or_default())
-                .all(|email| users.contains(&email_key_of_stored(email))),
+                .all(|email| users.contains(email_key_borrowed(email).as_ref())),
         }
     }
 

@@ -1,4 +1,6 @@
-//! Domain gate result -> `CheckOnboardingGateResponse`.
+//! Domain gate result -> `CheckOnboardingGateResponse`, as prost builds it:
+//! the reference `wire::gate_answer` (what the server sends) is tested
+//! against, byte for byte.
 use chrono::{DateTime, Utc};
 
 use super::time::timestamp;

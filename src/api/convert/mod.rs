@@ -5,6 +5,7 @@ mod contact;
 mod contact_info;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
 mod gate;
 mod name;
 mod support;
@@ -12,6 +13,7 @@ mod time;
 mod update;
 
 pub use contact_info::{contact_info_to_pb, preview_to_pb, revision_to_pb};
+#[cfg(test)]
 pub use gate::gate_to_pb;
 pub use name::{parse_gate_name, parse_name};
 pub use time::{

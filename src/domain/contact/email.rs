@@ -95,6 +95,16 @@ pub fn key_of_stored(s: &str) -> String {
     }
 }
 
+/// [`key_of_stored`] without a copy when the address is its own key (ASCII
+/// without capitals: almost every address), for the read path's lookups.
+pub fn key_of_stored_borrowed(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(key_of_stored(s))
+    }
+}
+
 /// The options an earlier release validated with.
 fn legacy_options() -> Options {
     Options::default()

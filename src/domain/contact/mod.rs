@@ -27,7 +27,9 @@ mod language;
 mod phone;
 
 pub use display_name::DisplayName;
-pub use email::{Email, key_of_stored as email_key_of_stored};
+pub use email::{
+    Email, key_of_stored as email_key_of_stored, key_of_stored_borrowed as email_key_borrowed,
+};
 pub use language::LanguageCode;
 pub use phone::{PhoneNumber, warm_up_validation};
 use serde::{Deserialize, Serialize};
