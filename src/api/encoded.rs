@@ -46,52 +46,28 @@ impl NamedService for EncodedRoutes {
     const NAME: &'static str = <ContactsServiceServer<ContactsApi> as NamedService>::NAME;
 }
 
-struct GetContacts(ContactsApi);
+/// The method an encoded route calls.
+type Handler<Req> = fn(ContactsApi, Request<Req>) -> BoxFuture<Response<Encoded>, Status>;
 
-impl UnaryService<pb::GetContactsRequest> for GetContacts {
+struct Method<Req>(ContactsApi, Handler<Req>);
+
+impl<Req> UnaryService<Req> for Method<Req> {
     type Response = Encoded;
     type Future = BoxFuture<Response<Encoded>, Status>;
 
-    fn call(&mut self, request: Request<pb::GetContactsRequest>) -> Self::Future {
-        let api = self.0.clone();
-        Box::pin(async move { api.get_contacts_encoded(request).await })
-    }
-}
-
-struct ResolveRecipients(ContactsApi);
-
-impl UnaryService<pb::ResolveRecipientsRequest> for ResolveRecipients {
-    type Response = Encoded;
-    type Future = BoxFuture<Response<Encoded>, Status>;
-
-    fn call(&mut self, request: Request<pb::ResolveRecipientsRequest>) -> Self::Future {
-        let api = self.0.clone();
-        Box::pin(async move { api.resolve_recipients_encoded(request).await })
-    }
-}
-
-struct CheckOnboardingGate(ContactsApi);
-
-impl UnaryService<pb::CheckOnboardingGateRequest> for CheckOnboardingGate {
-    type Response = Encoded;
-    type Future = BoxFuture<Response<Encoded>, Status>;
-
-    fn call(&mut self, request: Request<pb::CheckOnboardingGateRequest>) -> Self::Future {
-        let api = self.0.clone();
-        Box::pin(async move { api.check_onboarding_gate_encoded(request).await })
+    fn call(&mut self, request: Request<Req>) -> Self::Future {
+        (self.1)(self.0.clone(), request)
     }
 }
 
 /// Serves one encoded route: `Req` decoded with prost, the answer as it is.
-fn unary<Req, M>(
-    method: M,
+fn unary<Req>(
+    method: Method<Req>,
     limit: usize,
     request: http::Request<Body>,
 ) -> BoxFuture<http::Response<Body>, Infallible>
 where
     Req: prost::Message + Default + Send + 'static,
-    M: UnaryService<Req, Response = Encoded> + Send + 'static,
-    M::Future: Send,
 {
     Box::pin(async move {
         let mut grpc = Grpc::new(EncodedCodec::<Req>::default())
@@ -115,9 +91,21 @@ impl Service<http::Request<Body>> for EncodedRoutes {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let limit = self.max_decoding_message_size;
         match request.uri().path() {
-            GET_CONTACTS => unary(GetContacts(self.api.clone()), limit, request),
-            RESOLVE_RECIPIENTS => unary(ResolveRecipients(self.api.clone()), limit, request),
-            CHECK_ONBOARDING_GATE => unary(CheckOnboardingGate(self.api.clone()), limit, request),
+            GET_CONTACTS => {
+                let handler: Handler<pb::GetContactsRequest> =
+                    |api, r| Box::pin(async move { api.get_contacts_encoded(r).await });
+                unary(Method(self.api.clone(), handler), limit, request)
+            }
+            RESOLVE_RECIPIENTS => {
+                let handler: Handler<pb::ResolveRecipientsRequest> =
+                    |api, r| Box::pin(async move { api.resolve_recipients_encoded(r).await });
+                unary(Method(self.api.clone(), handler), limit, request)
+            }
+            CHECK_ONBOARDING_GATE => {
+                let handler: Handler<pb::CheckOnboardingGateRequest> =
+                    |api, r| Box::pin(async move { api.check_onboarding_gate_encoded(r).await });
+                unary(Method(self.api.clone(), handler), limit, request)
+            }
             _ => self.generated.call(request),
         }
     }

@@ -5,6 +5,7 @@
 //! prost's encoding of the same message (tested).
 use chrono::{DateTime, Utc};
 
+use super::{put_str, put_timestamp, timestamp_parts};
 use crate::domain::{FindingReason, GateResult};
 use prost::bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
@@ -180,12 +181,6 @@ fn fallback_len(requested: &str, used: &str) -> usize {
         + rule
 }
 
-/// `google.protobuf.Timestamp`'s two fields, as `api::convert::timestamp`
-/// sets them (a leap second folds into its last nanosecond).
-fn timestamp_parts(t: DateTime<Utc>) -> (i64, u32) {
-    (t.timestamp(), t.timestamp_subsec_nanos().min(999_999_999))
-}
-
 fn timestamp_len(t: DateTime<Utc>) -> usize {
     let (seconds, nanos) = timestamp_parts(t);
     let mut len = 0;
@@ -198,31 +193,9 @@ fn timestamp_len(t: DateTime<Utc>) -> usize {
     len
 }
 
-fn put_timestamp(t: DateTime<Utc>, buf: &mut BytesMut) {
-    let (seconds, nanos) = timestamp_parts(t);
-    if seconds != 0 {
-        encode_key(1, WireType::Varint, buf);
-        encode_varint(seconds as u64, buf);
-    }
-    if nanos != 0 {
-        encode_key(2, WireType::Varint, buf);
-        encode_varint(u64::from(nanos), buf);
-    }
-}
-
 fn message_head(tag: u32, len: usize, buf: &mut BytesMut) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
-}
-
-/// A proto3 string field; empty is the default and is not written.
-fn put_str(tag: u32, s: &str, buf: &mut BytesMut) {
-    if s.is_empty() {
-        return;
-    }
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(s.len() as u64, buf);
-    buf.put_slice(s.as_bytes());
 }
 
 #[cfg(test)]

@@ -13,7 +13,12 @@ pub use codec::{Encoded, EncodedCodec};
 pub use ready::{Ready, STORED_FORMAT_V1};
 pub use view::{ContactInfoView, ContactView, Malformed, SupportView, WindowView};
 
-use crate::domain::Field;
+use prost::bytes::BufMut;
+use prost::encoding::{WireType, encode_key, encode_varint};
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Field, Weekday};
 
 /// The `ContactInfo` field number of a top-level field.
 pub fn field_number(field: Field) -> u32 {
@@ -32,4 +37,46 @@ pub fn field_number(field: Field) -> u32 {
 /// editable fields (name, etag and times are not).
 pub fn field_of(number: u32) -> Option<Field> {
     Field::ALL.into_iter().find(|f| field_number(*f) == number)
+}
+
+/// `DayOfWeek`'s numbers: Monday 1 to Sunday 7, each a one-byte varint.
+fn day_number(d: Weekday) -> u8 {
+    match d {
+        Weekday::Monday => 1,
+        Weekday::Tuesday => 2,
+        Weekday::Wednesday => 3,
+        Weekday::Thursday => 4,
+        Weekday::Friday => 5,
+        Weekday::Saturday => 6,
+        Weekday::Sunday => 7,
+    }
+}
+
+/// A proto3 string field; empty is the default and is not written.
+fn put_str(tag: u32, s: &str, buf: &mut impl BufMut) {
+    if s.is_empty() {
+        return;
+    }
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.put_slice(s.as_bytes());
+}
+
+/// `google.protobuf.Timestamp`'s two fields, as `api::convert::timestamp`
+/// sets them (a leap second folds into its last nanosecond).
+fn timestamp_parts(t: DateTime<Utc>) -> (i64, u32) {
+    (t.timestamp(), t.timestamp_subsec_nanos().min(999_999_999))
+}
+
+/// A `Timestamp`'s fields (the caller writes the message's key and length).
+fn put_timestamp(t: DateTime<Utc>, buf: &mut impl BufMut) {
+    let (seconds, nanos) = timestamp_parts(t);
+    if seconds != 0 {
+        encode_key(1, WireType::Varint, buf);
+        encode_varint(seconds as u64, buf);
+    }
+    if nanos != 0 {
+        encode_key(2, WireType::Varint, buf);
+        encode_varint(u64::from(nanos), buf);
+    }
 }

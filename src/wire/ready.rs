@@ -13,8 +13,9 @@ use prost::encoding::{WireType, encode_key, encode_varint};
 use std::sync::Arc;
 
 use super::view::{ContactInfoView, Layout, WindowView};
+use super::{day_number, put_str, put_timestamp};
 use crate::domain::{
-    Contact, ContactInfo, OperationalSupport, ReadView, SupportWindow, Weekday, window_open_at,
+    Contact, ContactInfo, OperationalSupport, ReadView, SupportWindow, window_open_at,
 };
 
 /// The stored form's first byte: which layout follows. A release reads the
@@ -193,12 +194,8 @@ fn encode_contact_info(info: &ContactInfo, buf: &mut Vec<u8>) {
         put_message(CI_OPERATIONAL_SUPPORT, buf, |b| encode_support(support, b));
     }
     put_str(CI_ETAG, &info.etag, buf);
-    put_message(CI_CREATE_TIME, buf, |b| {
-        encode_timestamp(info.create_time, b)
-    });
-    put_message(CI_UPDATE_TIME, buf, |b| {
-        encode_timestamp(info.update_time, b)
-    });
+    put_message(CI_CREATE_TIME, buf, |b| put_timestamp(info.create_time, b));
+    put_message(CI_UPDATE_TIME, buf, |b| put_timestamp(info.update_time, b));
 }
 
 fn encode_contact(c: &Contact, buf: &mut Vec<u8>) {
@@ -242,43 +239,6 @@ fn encode_window(w: &SupportWindow, buf: &mut Vec<u8>) {
     put_str(WINDOW_CLOSE_TIME, &w.close_time().to_string(), buf);
 }
 
-/// `DayOfWeek`'s numbers: Monday 1 to Sunday 7, each a one-byte varint.
-pub(super) fn day_number(d: Weekday) -> u8 {
-    match d {
-        Weekday::Monday => 1,
-        Weekday::Tuesday => 2,
-        Weekday::Wednesday => 3,
-        Weekday::Thursday => 4,
-        Weekday::Friday => 5,
-        Weekday::Saturday => 6,
-        Weekday::Sunday => 7,
-    }
-}
-
-fn encode_timestamp(t: DateTime<Utc>, buf: &mut Vec<u8>) {
-    // As api::convert::timestamp: a leap second folds into its last nanosecond.
-    let seconds = t.timestamp();
-    let nanos = t.timestamp_subsec_nanos().min(999_999_999);
-    if seconds != 0 {
-        encode_key(1, WireType::Varint, buf);
-        encode_varint(seconds as u64, buf);
-    }
-    if nanos != 0 {
-        encode_key(2, WireType::Varint, buf);
-        encode_varint(u64::from(nanos), buf);
-    }
-}
-
-/// A proto3 string field; empty is the default and is not written.
-fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
-    if s.is_empty() {
-        return;
-    }
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(s.len() as u64, buf);
-    buf.put_slice(s.as_bytes());
-}
-
 /// An embedded message, written whatever its length (a present message
 /// field is written even when empty, as prost does).
 fn put_message(tag: u32, buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
@@ -297,7 +257,7 @@ mod tests {
     use crate::api::convert::contact_info_to_pb;
     use crate::domain::{
         ContactFields, ContactInfoName, DisplayName, Email, Environment, Field, LanguageCode,
-        LocalTime, PartnerId, PhoneNumber, TimeZoneName,
+        LocalTime, PartnerId, PhoneNumber, TimeZoneName, Weekday,
     };
     use crate::pb;
 

@@ -3,7 +3,7 @@
 //! ResolveRecipients need, without decoding the message into owned strings.
 use prost::encoding::{WireType, decode_key, decode_varint};
 
-use super::ready::day_number;
+use super::day_number;
 use crate::domain::{
     Field, FieldSet, GateFacts, LocalTime, PortalUserEmails, ReadView, TimeZoneName, Weekday,
     email_key_borrowed,
