@@ -190,7 +190,8 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 
     /// Largest number of database connections. On PostgreSQL a quarter of
-    /// them (at least one) serve reads that miss the cache, the rest the pool.
+    /// them (at least one) serve reads that miss the cache, the rest (at
+    /// least one: a value of 1 opens 2) the pool.
     #[arg(
         long,
         env = "PARTNER_CONTACTS_DB_MAX_CONNECTIONS",
