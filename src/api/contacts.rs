@@ -113,14 +113,14 @@ pub(super) async fn check_gate(
         }
         Err(e) => return Err(e),
     };
-    api.policy.check_type(&req.integration_type)?;
+    let requirement = api
+        .policy
+        .requirement(&req.integration_type, name.environment)?;
     let current = api.store.ready_and_users(&name).await?;
     let facts = current
         .as_ref()
         .map(|(ready, users)| ready.view().gate_facts(users));
-    let result = api
-        .policy
-        .evaluate(&req.integration_type, name.environment, facts.as_ref())?;
+    let result = requirement.evaluate(facts.as_ref());
     Ok(Encoded(gate_answer(
         &result,
         current

@@ -5,7 +5,7 @@ use crate::domain::{
 };
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
-use crate::wire::{Encoded, RecipientOut, ResolutionOut};
+use crate::wire::{Encoded, ResolutionOut};
 
 fn parse_purpose(raw: i32, v: &mut Violations) -> Option<Purpose> {
     match pb::Purpose::try_from(raw) {
@@ -69,19 +69,8 @@ pub(super) async fn resolve_recipients(
         |key| users.contains(key),
     );
     let requested = purpose.fields()[0];
-    let recipients: Vec<RecipientOut<'_>> = resolution
-        .recipients
-        .iter()
-        .map(|(c, field)| RecipientOut {
-            email: c.email,
-            display_name: c.display_name,
-            language_code: c.language_code,
-            phone_number: c.phone_number,
-            field: field.as_str(),
-        })
-        .collect();
     let answer = ResolutionOut {
-        recipients: &recipients,
+        recipients: &resolution.recipients,
         fallback: resolution
             .fallback
             .map(|used| (requested.as_str(), used.as_str())),

@@ -318,14 +318,32 @@ fn etag_for(name: &ContactInfoName, revision: i64, update_time: DateTime<Utc>) -
 /// The current time at the precision both databases keep (microseconds), so
 /// that what an update returns equals what a later read returns.
 pub fn now_micros() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+    // From the system clock's count, cut to the microsecond before the date
+    // is built (`Utc::now` then a cut would build it twice): the gate and
+    // ResolveRecipients read the clock on every call.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| {
+            let secs = i64::try_from(d.as_secs()).ok()?;
+            DateTime::from_timestamp(secs, d.subsec_micros() * 1_000)
+        })
+        .unwrap_or_else(Utc::now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{Email, Environment, PartnerId};
+
+    #[test]
+    fn now_is_cut_to_the_microsecond() {
+        let before = Utc::now();
+        let now = now_micros();
+        assert_eq!(now.timestamp_subsec_nanos() % 1_000, 0);
+        assert!(now <= Utc::now());
+        assert!(before - chrono::Duration::microseconds(1) <= now);
+    }
 
     fn name() -> ContactInfoName {
         ContactInfoName::new(

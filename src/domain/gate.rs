@@ -45,12 +45,13 @@ pub struct Finding {
 
 /// The verdict for one contact info and integration type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GateResult {
-    pub integration_type: String,
+pub struct GateResult<'p> {
+    /// The policy's name for it (the default's when none was asked for).
+    pub integration_type: &'p str,
     pub findings: Vec<Finding>,
 }
 
-impl GateResult {
+impl GateResult<'_> {
     pub fn open(&self) -> bool {
         self.findings.is_empty()
     }
@@ -180,8 +181,44 @@ impl GatePolicy {
         integration_type: &str,
         environment: Environment,
         facts: Option<&GateFacts>,
-    ) -> Result<GateResult, Error> {
-        let (type_name, required) = self.required(integration_type, environment)?;
+    ) -> Result<GateResult<'_>, Error> {
+        Ok(self
+            .requirement(integration_type, environment)?
+            .evaluate(facts))
+    }
+
+    /// What `integration_type` requires in `environment`, looked up once:
+    /// the gate checks the type before it reads anything, then evaluates.
+    pub fn requirement(
+        &self,
+        integration_type: &str,
+        environment: Environment,
+    ) -> Result<Requirement<'_>, Error> {
+        let (type_name, fields) = self.required(integration_type, environment)?;
+        Ok(Requirement {
+            type_name,
+            fields,
+            environment,
+        })
+    }
+}
+
+/// An integration type's required fields in one environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirement<'p> {
+    type_name: &'p str,
+    fields: FieldSet,
+    environment: Environment,
+}
+
+impl<'p> Requirement<'p> {
+    /// The verdict on what is saved; `facts` is `None` when nothing is.
+    pub fn evaluate(self, facts: Option<&GateFacts>) -> GateResult<'p> {
+        let Self {
+            type_name,
+            fields: required,
+            environment,
+        } = self;
         let mut findings = Vec::new();
         for field in Field::ALL {
             let provided = facts.is_some_and(|f| f.provided.contains(field));
@@ -208,10 +245,10 @@ impl GatePolicy {
                 });
             }
         }
-        Ok(GateResult {
-            integration_type: type_name.to_owned(),
+        GateResult {
+            integration_type: type_name,
             findings,
-        })
+        }
     }
 }
 

@@ -14,7 +14,7 @@ pub use contact::{
     email_key_borrowed, email_key_of_stored, warm_up_validation,
 };
 pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Update, now_micros};
-pub use gate::{Finding, FindingReason, GateFacts, GatePolicy, GateResult};
+pub use gate::{Finding, FindingReason, GateFacts, GatePolicy, GateResult, Requirement};
 pub use name::{ContactInfoName, Environment, PartnerId};
 pub use portal_user::{
     EMAIL_KEY_SCHEME, PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport,

@@ -297,8 +297,14 @@ impl CachedStore {
 
     /// The entry of `key` while its time to live lasts.
     fn cached(&self, key: KeyRef<'_>) -> Option<Entry> {
+        self.cached_at(key, Instant::now())
+    }
+
+    /// `cached` as of `now`: a call that looks up two keys reads the clock
+    /// once.
+    fn cached_at(&self, key: KeyRef<'_>, now: Instant) -> Option<Entry> {
         let held = self.cache.get(&key)?;
-        (held.expires > Instant::now()).then_some(held.entry)
+        (held.expires > now).then_some(held.entry)
     }
 
     fn hold(&self, key: Key, entry: Entry) {
@@ -309,30 +315,37 @@ impl CachedStore {
     /// The contact info's ready form, from the cache or the database: the
     /// read path of every hot RPC, so a hit copies nothing.
     pub async fn ready(&self, name: &ContactInfoName) -> Result<Option<Ready>, Error> {
+        Ok(self.ready_shared(name).await?.as_deref().cloned())
+    }
+
+    /// `ready`, shared with the cache.
+    async fn ready_shared(&self, name: &ContactInfoName) -> Result<Option<Arc<Ready>>, Error> {
         let entry = self
             .read_through(KeyRef::Contacts(name), |db| async move {
                 Ok(Entry::Contacts(db.get_ready(name).await?.map(Arc::new)))
             })
             .await?;
         match entry {
-            Entry::Contacts(found) => Ok(found.as_deref().cloned()),
+            Entry::Contacts(found) => Ok(found),
             Entry::Users(_) => Err(wrong_entry()),
         }
     }
 
     /// The ready form and the partner's portal users, with at most one
     /// round trip to the database whatever the cache holds: what the gate and
-    /// ResolveRecipients read. `None` when nothing is saved.
+    /// ResolveRecipients read, both shared with the cache (a hit copies
+    /// nothing). `None` when nothing is saved.
     pub async fn ready_and_users(
         &self,
         name: &ContactInfoName,
-    ) -> Result<Option<(Ready, Arc<PortalUserEmails>)>, Error> {
-        let cached_users = match self.cached(KeyRef::Users(&name.partner)) {
+    ) -> Result<Option<(Arc<Ready>, Arc<PortalUserEmails>)>, Error> {
+        let now = Instant::now();
+        let cached_users = match self.cached_at(KeyRef::Users(&name.partner), now) {
             Some(Entry::Users(users)) => Some(users),
             _ => None,
         };
-        let cached_ready = match self.cached(KeyRef::Contacts(name)) {
-            Some(Entry::Contacts(ready)) => Some(ready.as_deref().cloned()),
+        let cached_ready = match self.cached_at(KeyRef::Contacts(name), now) {
+            Some(Entry::Contacts(ready)) => Some(ready),
             _ => None,
         };
         match (cached_ready, cached_users) {
@@ -351,7 +364,7 @@ impl CachedStore {
             }
             (None, Some(users)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                Ok(self.ready(name).await?.map(|ready| (ready, users)))
+                Ok(self.ready_shared(name).await?.map(|ready| (ready, users)))
             }
             (None, None) => {
                 self.misses.fetch_add(2, Ordering::Relaxed);
@@ -359,11 +372,11 @@ impl CachedStore {
                 let found = self.database()?.get_ready_and_users(name).await?;
                 let found = found.map(|(ready, mut users)| {
                     users.shrink_to_fit();
-                    (ready, Arc::new(users))
+                    (Arc::new(ready), Arc::new(users))
                 });
                 let _writing = self.lock_writing();
                 if self.epoch.load(Ordering::SeqCst) == epoch {
-                    let ready = found.as_ref().map(|(r, _)| Arc::new(r.clone()));
+                    let ready = found.as_ref().map(|(r, _)| r.clone());
                     self.hold(Key::Contacts(name.clone()), Entry::Contacts(ready));
                     if let Some((_, users)) = &found {
                         self.hold(
@@ -558,7 +571,7 @@ impl ContactStore for CachedStore {
         Ok(self
             .ready_and_users(name)
             .await?
-            .map(|(ready, users)| (ready, (*users).clone())))
+            .map(|(ready, users)| ((*ready).clone(), (*users).clone())))
     }
 
     async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {

@@ -5,9 +5,10 @@
 //! prost's encoding of the same message (tested).
 use chrono::{DateTime, Utc};
 
-use super::{put_str, put_timestamp, timestamp_parts};
-use crate::domain::{FindingReason, GateResult};
-use prost::bytes::{BufMut, Bytes, BytesMut};
+use super::ContactView;
+use super::{Stamp, put_str};
+use crate::domain::{Field, FindingReason, GateResult};
+use prost::bytes::{BufMut, Bytes};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 // Field numbers of contacts_service.proto.
@@ -44,6 +45,7 @@ fn reason_number(r: FindingReason) -> u64 {
 /// A `CheckOnboardingGateResponse`: the verdict, the etag of what was judged
 /// (empty when nothing is saved) and when.
 pub fn gate_answer(result: &GateResult, etag: &str, evaluate_time: DateTime<Utc>) -> Bytes {
+    let evaluate_time = Stamp::of(evaluate_time);
     let finding_len = |f: &crate::domain::Finding| {
         str_len(FINDING_FIELD, f.field.as_str())
             + 1
@@ -58,9 +60,9 @@ pub fn gate_answer(result: &GateResult, etag: &str, evaluate_time: DateTime<Utc>
             .map(|f| message_len(GATE_FINDINGS, finding_len(f)))
             .sum::<usize>()
         + str_len(GATE_ETAG, etag)
-        + message_len(GATE_EVALUATE_TIME, timestamp_len(evaluate_time))
-        + str_len(GATE_INTEGRATION_TYPE, &result.integration_type);
-    let mut buf = BytesMut::with_capacity(len);
+        + message_len(GATE_EVALUATE_TIME, evaluate_time.len())
+        + str_len(GATE_INTEGRATION_TYPE, result.integration_type);
+    let mut buf = Vec::with_capacity(len);
     if open {
         encode_key(GATE_OPEN, WireType::Varint, &mut buf);
         encode_varint(1, &mut buf);
@@ -73,27 +75,18 @@ pub fn gate_answer(result: &GateResult, etag: &str, evaluate_time: DateTime<Utc>
         put_str(FINDING_MESSAGE, &f.message, &mut buf);
     }
     put_str(GATE_ETAG, etag, &mut buf);
-    message_head(GATE_EVALUATE_TIME, timestamp_len(evaluate_time), &mut buf);
-    put_timestamp(evaluate_time, &mut buf);
-    put_str(GATE_INTEGRATION_TYPE, &result.integration_type, &mut buf);
-    buf.freeze()
-}
-
-/// One `Recipient`, borrowed.
-#[derive(Debug, Clone, Copy)]
-pub struct RecipientOut<'a> {
-    pub email: &'a str,
-    pub display_name: &'a str,
-    pub language_code: &'a str,
-    pub phone_number: &'a str,
-    pub field: &'a str,
+    message_head(GATE_EVALUATE_TIME, evaluate_time.len(), &mut buf);
+    evaluate_time.put(&mut buf);
+    put_str(GATE_INTEGRATION_TYPE, result.integration_type, &mut buf);
+    Bytes::from(buf)
 }
 
 /// A `ResolveRecipientsResponse`, borrowed. `fallback` is the requested and
 /// the used field; the rule's text is derived from them.
 #[derive(Debug, Clone)]
 pub struct ResolutionOut<'a> {
-    pub recipients: &'a [RecipientOut<'a>],
+    /// Each contact with the field it was found in.
+    pub recipients: &'a [(ContactView<'a>, Field)],
     pub fallback: Option<(&'a str, &'a str)>,
     pub support_open: bool,
     pub at_time: DateTime<Utc>,
@@ -105,27 +98,32 @@ const RULE_MIDDLE: &str = " is empty: using ";
 impl ResolutionOut<'_> {
     /// The encoded length, computed before writing (one allocation).
     pub fn encoded_len(&self) -> usize {
+        self.len_with(Stamp::of(self.at_time))
+    }
+
+    fn len_with(&self, at_time: Stamp) -> usize {
         self.recipients
             .iter()
-            .map(|r| message_len(RESPONSE_RECIPIENTS, recipient_len(r)))
+            .map(|(c, f)| message_len(RESPONSE_RECIPIENTS, recipient_len(c, *f)))
             .sum::<usize>()
             + self.fallback.map_or(0, |(r, u)| {
                 message_len(RESPONSE_FALLBACK, fallback_len(r, u))
             })
             + if self.support_open { 2 } else { 0 }
-            + message_len(RESPONSE_AT_TIME, timestamp_len(self.at_time))
+            + message_len(RESPONSE_AT_TIME, at_time.len())
             + str_len(RESPONSE_ETAG, self.etag)
     }
 
     pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(self.encoded_len());
-        for r in self.recipients {
-            message_head(RESPONSE_RECIPIENTS, recipient_len(r), &mut buf);
+        let at_time = Stamp::of(self.at_time);
+        let mut buf = Vec::with_capacity(self.len_with(at_time));
+        for (r, field) in self.recipients {
+            message_head(RESPONSE_RECIPIENTS, recipient_len(r, *field), &mut buf);
             put_str(RECIPIENT_EMAIL, r.email, &mut buf);
             put_str(RECIPIENT_DISPLAY_NAME, r.display_name, &mut buf);
             put_str(RECIPIENT_LANGUAGE_CODE, r.language_code, &mut buf);
             put_str(RECIPIENT_PHONE_NUMBER, r.phone_number, &mut buf);
-            put_str(RECIPIENT_FIELD, r.field, &mut buf);
+            put_str(RECIPIENT_FIELD, field.as_str(), &mut buf);
         }
         if let Some((requested, used)) = self.fallback {
             message_head(RESPONSE_FALLBACK, fallback_len(requested, used), &mut buf);
@@ -141,10 +139,10 @@ impl ResolutionOut<'_> {
             encode_key(RESPONSE_SUPPORT_OPEN, WireType::Varint, &mut buf);
             encode_varint(1, &mut buf);
         }
-        message_head(RESPONSE_AT_TIME, timestamp_len(self.at_time), &mut buf);
-        put_timestamp(self.at_time, &mut buf);
+        message_head(RESPONSE_AT_TIME, at_time.len(), &mut buf);
+        at_time.put(&mut buf);
         put_str(RESPONSE_ETAG, self.etag, &mut buf);
-        buf.freeze()
+        Bytes::from(buf)
     }
 }
 
@@ -160,12 +158,12 @@ fn message_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn recipient_len(r: &RecipientOut<'_>) -> usize {
+fn recipient_len(r: &ContactView<'_>, field: Field) -> usize {
     str_len(RECIPIENT_EMAIL, r.email)
         + str_len(RECIPIENT_DISPLAY_NAME, r.display_name)
         + str_len(RECIPIENT_LANGUAGE_CODE, r.language_code)
         + str_len(RECIPIENT_PHONE_NUMBER, r.phone_number)
-        + str_len(RECIPIENT_FIELD, r.field)
+        + str_len(RECIPIENT_FIELD, field.as_str())
 }
 
 fn rule_len(requested: &str, used: &str) -> usize {
@@ -181,19 +179,7 @@ fn fallback_len(requested: &str, used: &str) -> usize {
         + rule
 }
 
-fn timestamp_len(t: DateTime<Utc>) -> usize {
-    let (seconds, nanos) = timestamp_parts(t);
-    let mut len = 0;
-    if seconds != 0 {
-        len += 1 + encoded_len_varint(seconds as u64);
-    }
-    if nanos != 0 {
-        len += 1 + encoded_len_varint(u64::from(nanos));
-    }
-    len
-}
-
-fn message_head(tag: u32, len: usize, buf: &mut BytesMut) {
+fn message_head(tag: u32, len: usize, buf: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
 }
@@ -210,12 +196,12 @@ mod tests {
             recipients: out
                 .recipients
                 .iter()
-                .map(|r| pb::Recipient {
+                .map(|(r, field)| pb::Recipient {
                     email: r.email.into(),
                     display_name: r.display_name.into(),
                     language_code: r.language_code.into(),
                     phone_number: r.phone_number.into(),
-                    field: r.field.into(),
+                    field: field.as_str().into(),
                 })
                 .collect(),
             fallback: out.fallback.map(|(requested, used)| pb::Fallback {
@@ -234,27 +220,33 @@ mod tests {
     fn byte_identical_to_prost() {
         let long = "x".repeat(200);
         let recipients = [
-            RecipientOut {
-                email: "alerts@example.com",
-                display_name: "Ops — 日本",
-                language_code: "pt-BR",
-                phone_number: "+41446681800",
-                field: "alert_contacts",
-            },
-            RecipientOut {
-                email: "b@example.com",
-                display_name: "",
-                language_code: "",
-                phone_number: "",
-                field: "alert_contacts",
-            },
-            RecipientOut {
-                email: &long,
-                display_name: &long,
-                language_code: "",
-                phone_number: "",
-                field: "technical_emergency_contacts",
-            },
+            (
+                ContactView {
+                    email: "alerts@example.com",
+                    display_name: "Ops — 日本",
+                    language_code: "pt-BR",
+                    phone_number: "+41446681800",
+                },
+                Field::AlertContacts,
+            ),
+            (
+                ContactView {
+                    email: "b@example.com",
+                    display_name: "",
+                    language_code: "",
+                    phone_number: "",
+                },
+                Field::AlertContacts,
+            ),
+            (
+                ContactView {
+                    email: &long,
+                    display_name: &long,
+                    language_code: "",
+                    phone_number: "",
+                },
+                Field::TechnicalEmergencyContacts,
+            ),
         ];
         let times = [
             DateTime::from_timestamp(1_700_000_000, 123_000).expect("time"),
@@ -296,7 +288,7 @@ mod tests {
             .expect("default type");
         assert!(!closed.open() && closed.findings.len() > 1);
         let not_user = GateResult {
-            integration_type: "x".into(),
+            integration_type: "x",
             findings: vec![crate::domain::Finding {
                 field: crate::domain::Field::AlertContacts,
                 reason: FindingReason::NotAPortalUser,
@@ -304,7 +296,7 @@ mod tests {
             }],
         };
         let open = GateResult {
-            integration_type: "reservations-e2e".into(),
+            integration_type: "reservations-e2e",
             findings: vec![],
         };
         for result in [&closed, &not_user, &open] {

@@ -8,7 +8,7 @@ mod codec;
 mod ready;
 mod view;
 
-pub use answer::{RecipientOut, ResolutionOut, gate_answer};
+pub use answer::{ResolutionOut, gate_answer};
 pub use codec::{Encoded, EncodedCodec};
 pub use ready::{Ready, STORED_FORMAT_V1};
 pub use view::{ContactInfoView, ContactView, Malformed, SupportView, WindowView};
@@ -63,20 +63,48 @@ fn put_str(tag: u32, s: &str, buf: &mut impl BufMut) {
 }
 
 /// `google.protobuf.Timestamp`'s two fields, as `api::convert::timestamp`
-/// sets them (a leap second folds into its last nanosecond).
-fn timestamp_parts(t: DateTime<Utc>) -> (i64, u32) {
-    (t.timestamp(), t.timestamp_subsec_nanos().min(999_999_999))
+/// sets them (a leap second folds into its last nanosecond). Read out of a
+/// `DateTime` once per answer: each reading counts days from the calendar.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    seconds: i64,
+    nanos: u32,
+}
+
+impl Stamp {
+    fn of(t: DateTime<Utc>) -> Self {
+        Self {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos().min(999_999_999),
+        }
+    }
+
+    /// Its encoded length (without the message's key and length).
+    fn len(self) -> usize {
+        let mut len = 0;
+        if self.seconds != 0 {
+            len += 1 + prost::encoding::encoded_len_varint(self.seconds as u64);
+        }
+        if self.nanos != 0 {
+            len += 1 + prost::encoding::encoded_len_varint(u64::from(self.nanos));
+        }
+        len
+    }
+
+    /// Its fields (the caller writes the message's key and length).
+    fn put(self, buf: &mut impl BufMut) {
+        if self.seconds != 0 {
+            encode_key(1, WireType::Varint, buf);
+            encode_varint(self.seconds as u64, buf);
+        }
+        if self.nanos != 0 {
+            encode_key(2, WireType::Varint, buf);
+            encode_varint(u64::from(self.nanos), buf);
+        }
+    }
 }
 
 /// A `Timestamp`'s fields (the caller writes the message's key and length).
 fn put_timestamp(t: DateTime<Utc>, buf: &mut impl BufMut) {
-    let (seconds, nanos) = timestamp_parts(t);
-    if seconds != 0 {
-        encode_key(1, WireType::Varint, buf);
-        encode_varint(seconds as u64, buf);
-    }
-    if nanos != 0 {
-        encode_key(2, WireType::Varint, buf);
-        encode_varint(u64::from(nanos), buf);
-    }
+    Stamp::of(t).put(buf);
 }

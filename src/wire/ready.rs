@@ -11,6 +11,7 @@ use prost::bytes::{BufMut, Bytes};
 use prost::encoding::{WireType, encode_key, encode_varint};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::view::{ContactInfoView, Layout, WindowView};
 use super::{day_number, put_str, put_timestamp};
@@ -39,8 +40,51 @@ pub struct Ready {
 struct SupportHours {
     always_open: bool,
     /// The windows that read back (as a read of the bytes would skip one
-    /// that does not); `None` when there are none.
-    windows: Option<Arc<[WindowView]>>,
+    /// that does not); `None` when there are none. Shared by every copy of
+    /// the ready form (the cache hands out copies), and so is its answer.
+    windows: Option<Arc<Windows>>,
+}
+
+/// Windows and their last answer. Whether a window is open changes at most
+/// once a second (its times are minutes, a zone's offset whole seconds), so
+/// the answer for one second holds for every instant in it: the alert
+/// dispatcher's bursts ask about the same partners within the same second,
+/// and converting to a zone's wall clock cost more than the rest of a
+/// ResolveRecipients answer.
+#[derive(Debug)]
+struct Windows {
+    list: Box<[WindowView]>,
+    /// `second << 2 | 0b10 | open`; 0 when nothing was asked yet.
+    last: AtomicU64,
+}
+
+impl PartialEq for Windows {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Windows {}
+
+impl Windows {
+    fn open_at(&self, at: DateTime<Utc>) -> bool {
+        let second = at.timestamp();
+        let last = self.last.load(Ordering::Relaxed);
+        // Seconds from year 1 to 9999 fit in 38 bits: shifting by 2 loses
+        // nothing, and the arithmetic shift back restores the sign.
+        if last & 0b10 != 0 && (last as i64) >> 2 == second {
+            return last & 1 == 1;
+        }
+        let open = self
+            .list
+            .iter()
+            .any(|w| window_open_at(w.time_zone, |d| w.on(d), w.open_time, w.close_time, at));
+        self.last.store(
+            ((second as u64) << 2) | 0b10 | u64::from(open),
+            Ordering::Relaxed,
+        );
+        open
+    }
 }
 
 impl SupportHours {
@@ -48,10 +92,15 @@ impl SupportHours {
         let Some(support) = view.support() else {
             return Self::default();
         };
-        let windows: Vec<WindowView> = support.windows().filter_map(Result::ok).collect();
+        let list: Box<[WindowView]> = support.windows().filter_map(Result::ok).collect();
         Self {
             always_open: support.always_open(),
-            windows: (!windows.is_empty()).then(|| Arc::from(windows)),
+            windows: (!list.is_empty()).then(|| {
+                Arc::new(Windows {
+                    list,
+                    last: AtomicU64::new(0),
+                })
+            }),
         }
     }
 }
@@ -149,17 +198,18 @@ impl Ready {
             || self
                 .support
                 .windows
-                .iter()
-                .flat_map(|ws| ws.iter())
-                .any(|w| window_open_at(w.time_zone, |d| w.on(d), w.open_time, w.close_time, at))
+                .as_ref()
+                .is_some_and(|ws| ws.open_at(at))
     }
 
     /// Heap bytes it holds, for the cache's weigher.
     pub fn heap_bytes(&self) -> usize {
         self.encoded.len()
             + self.support.windows.as_ref().map_or(0, |ws| {
-                // The `Arc`'s two counts, then the windows.
-                2 * std::mem::size_of::<usize>() + std::mem::size_of_val::<[WindowView]>(ws)
+                // The `Arc` (its two counts and `Windows`), then the list.
+                2 * std::mem::size_of::<usize>()
+                    + std::mem::size_of::<Windows>()
+                    + std::mem::size_of_val::<[WindowView]>(&ws.list)
             })
     }
 }
@@ -355,6 +405,43 @@ mod tests {
                 assert_eq!(decoded, contact_info_to_pb(&info, view), "{view:?}");
             }
         }
+    }
+
+    #[test]
+    fn support_hours_answer_for_the_instant_asked_whatever_was_asked_before() {
+        // One ready form asked in turn (as the cache's shared copy is) about
+        // instants on both sides of opening and closing, within one second,
+        // across seconds, and back in time: each answer is the domain's.
+        let support = windows();
+        let ready = Ready::of(&sample(Some(support.clone())));
+        let copy = ready.clone();
+        // Friday 2026-12-04 08:00 in Los Angeles is 16:00 UTC; 20:00 is 04:00.
+        let open = DateTime::parse_from_rfc3339("2026-12-04T16:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let second = chrono::Duration::seconds(1);
+        let instants = [
+            open - second,
+            open,
+            open + chrono::Duration::milliseconds(999),
+            open - second + chrono::Duration::milliseconds(999),
+            open,
+            open + chrono::Duration::hours(12) - second,
+            open + chrono::Duration::hours(12),
+            open - chrono::Duration::days(1),
+            open,
+            // Saturday night in Zurich, past midnight.
+            open + chrono::Duration::hours(9) + chrono::Duration::minutes(30),
+            open + chrono::Duration::hours(9) + chrono::Duration::minutes(30),
+        ];
+        let mut seen = [false, false];
+        for (i, at) in instants.into_iter().enumerate() {
+            let expected = support.is_open_at(at);
+            seen[usize::from(expected)] = true;
+            assert_eq!(ready.support_open_at(at), expected, "#{i} {at}");
+            assert_eq!(copy.support_open_at(at), expected, "copy #{i} {at}");
+        }
+        assert_eq!(seen, [true, true], "both answers were asked for");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn gate_to_pb(
             .collect(),
         etag: etag.unwrap_or_default().to_owned(),
         evaluate_time: Some(timestamp(evaluate_time)),
-        integration_type: result.integration_type.clone(),
+        integration_type: result.integration_type.to_owned(),
     }
 }
 
@@ -67,7 +67,7 @@ mod tests {
         assert_eq!(out.findings.len(), result.findings.len());
 
         let open = GateResult {
-            integration_type: "x".into(),
+            integration_type: "x",
             findings: vec![],
         };
         let out = gate_to_pb(&open, Some("W/1"), t);
