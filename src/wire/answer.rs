@@ -5,8 +5,7 @@
 //! prost's encoding of the same message (tested).
 use chrono::{DateTime, Utc};
 
-use super::ContactView;
-use super::{Stamp, put_str};
+use super::{ContactView, Stamp, put_str};
 use crate::domain::{Field, FindingReason, GateResult};
 use prost::bytes::{BufMut, Bytes};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};

@@ -41,7 +41,7 @@ struct SupportHours {
     always_open: bool,
     /// The windows that read back (as a read of the bytes would skip one
     /// that does not); `None` when there are none. Shared by every copy of
-    /// the ready form (the cache hands out copies), and so is its answer.
+    /// the ready form, and so is its last answer.
     windows: Option<Arc<Windows>>,
 }
 
@@ -430,9 +430,9 @@ mod tests {
             open + chrono::Duration::hours(12),
             open - chrono::Duration::days(1),
             open,
-            // Saturday night in Zurich, past midnight.
-            open + chrono::Duration::hours(9) + chrono::Duration::minutes(30),
-            open + chrono::Duration::hours(9) + chrono::Duration::minutes(30),
+            // Sunday 00:30 in Zurich: Saturday's window runs past midnight.
+            open + chrono::Duration::hours(31) + chrono::Duration::minutes(30),
+            open + chrono::Duration::hours(31) + chrono::Duration::minutes(30),
         ];
         let mut seen = [false, false];
         for (i, at) in instants.into_iter().enumerate() {
