@@ -115,9 +115,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let mut inner = super::take_ready(&mut self.inner);
         if STREAMING_METHODS.contains(&request.uri().path()) {
-            return Box::pin(inner.call(request));
+            return Box::pin(self.inner.call(request));
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.counters.shed.fetch_add(1, Ordering::Relaxed);
@@ -137,11 +136,14 @@ where
         let ends = Instant::now() + budget;
         let limit_kib = self.limits.max_request_bytes / 1024;
         let counters = self.counters.clone();
+        // Called here, on the instance `poll_ready` readied (tower's
+        // contract), rather than on a clone moved into the future: the inner
+        // services only build their future in `call`, and run it, under the
+        // deadline's scope, when it is polled.
+        let served = self.inner.call(request);
         Box::pin(async move {
             let _permit = permit;
-            let served =
-                tokio::time::timeout_at(ends.into(), deadline::scope(ends, inner.call(request)))
-                    .await;
+            let served = tokio::time::timeout_at(ends.into(), deadline::scope(ends, served)).await;
             Ok(match served {
                 Ok(Ok(response)) if over_size(&response) => {
                     counters.too_large.fetch_add(1, Ordering::Relaxed);

@@ -183,15 +183,6 @@ fn reflection(other_version: &'static [u8]) -> tonic_reflection::server::Builder
         .register_encoded_file_descriptor_set(other_version)
 }
 
-/// The service that serves one call in a middleware: tower's contract is
-/// that `call` goes to the instance `poll_ready` readied, and a fresh clone
-/// is not ready, so the readied one is taken and the clone stays for the
-/// next call.
-fn take_ready<S: Clone>(slot: &mut S) -> S {
-    let clone = slot.clone();
-    std::mem::replace(slot, clone)
-}
-
 /// Accepted connections with Nagle's algorithm off. Responses larger than one
 /// segment would otherwise wait for the client's delayed ACK (about 40 ms on
 /// Linux) before their last bytes leave.

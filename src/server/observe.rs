@@ -97,18 +97,17 @@ where
         + Clone
         + Send
         + 'static,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
+    type Future = Observing<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let mut inner = super::take_ready(&mut self.inner);
         let method = method_of(request.uri().path());
         let span = tracing::info_span!(
             "rpc",
@@ -122,8 +121,11 @@ where
             partner = tracing::field::Empty,
             trace_id = tracing::field::Empty,
         );
-        // Nothing to fill in when neither logs nor traces want the span (a
-        // quiet log level without an exporter): the hot path stays cheap.
+        // Nothing would record the call (a quiet log level, no exporter, no
+        // metrics): it passes through as it came, and costs nothing more.
+        if span.is_disabled() && self.metrics.is_none() {
+            return Observing::Through(self.inner.call(request));
+        }
         if !span.is_disabled() {
             let caller = crate::telemetry::otel::caller_context(request.headers());
             // Without an exporter there is no OpenTelemetry layer and this
@@ -144,8 +146,8 @@ where
             started: Instant::now(),
             code: None,
         };
-        let served = inner.call(request).instrument(span);
-        Box::pin(async move {
+        let served = self.inner.call(request).instrument(span);
+        Observing::Watched(Box::pin(async move {
             let mut finish = finish;
             let Ok(response) = served.await;
             // A trailers-only response (every error of ours) has its status
@@ -166,7 +168,28 @@ where
                     })
                 })),
             }
-        })
+        }))
+    }
+}
+
+/// A call's future: as the inner service made it when nothing observes the
+/// call, else wrapped to record it.
+pub enum Observing<F> {
+    Through(F),
+    Watched(BoxFuture<http::Response<Body>, Infallible>),
+}
+
+impl<F> std::future::Future for Observing<F>
+where
+    F: std::future::Future<Output = Result<http::Response<Body>, Infallible>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Through(f) => Pin::new(f).poll(cx),
+            Self::Watched(f) => f.as_mut().poll(cx),
+        }
     }
 }
 
@@ -254,5 +277,56 @@ mod tests {
             "unknown"
         );
         assert_eq!(method_of(""), "unknown");
+    }
+
+    /// Answers every call OK, as a route would.
+    #[derive(Clone)]
+    struct Ok200;
+
+    impl NamedService for Ok200 {
+        const NAME: &'static str = "test.Service";
+    }
+
+    impl Service<http::Request<Body>> for Ok200 {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(Body::default())))
+        }
+    }
+
+    fn call(
+        metrics: Option<Arc<Metrics>>,
+    ) -> Observing<std::future::Ready<Result<http::Response<Body>, Infallible>>> {
+        let request = http::Request::builder()
+            .uri("/partnerportal.contacts.v1.ContactsService/GetContacts")
+            .body(Body::default())
+            .expect("a valid request");
+        Observed::new(Ok200, metrics).call(request)
+    }
+
+    #[tokio::test]
+    async fn calls_pass_through_only_when_nothing_records_them() {
+        // No subscriber here (the span is disabled) and no metrics.
+        assert!(matches!(call(None), Observing::Through(_)));
+        let metrics = Arc::new(Metrics::new());
+        let watched = call(Some(metrics.clone()));
+        assert!(matches!(watched, Observing::Watched(_)));
+        let Ok(response) = watched.await;
+        // Dropped before its end: the caller went away, and so it is counted.
+        drop(response);
+        let text = metrics.render().expect("metrics render");
+        assert!(
+            text.contains(
+                "grpc_server_handled_total{grpc_method=\"GetContacts\",grpc_code=\"CANCELLED\"} 1"
+            ),
+            "{text}"
+        );
     }
 }
