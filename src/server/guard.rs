@@ -101,7 +101,6 @@ fn over_size(response: &http::Response<Body>) -> bool {
 impl<S> Service<http::Request<Body>> for Guarded<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,

@@ -94,7 +94,6 @@ impl<S> Service<http::Request<Body>> for Observed<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
-        + Clone
         + Send
         + 'static,
     S::Future: Send + Unpin + 'static,
