@@ -156,6 +156,19 @@ async fn a_missing_or_stale_ready_form_reads_from_the_fields(kind: StoreKind) {
         let saved = save(&replica.store, &replace_all(&info.name, fields)).await;
         assert_eq!(saved.revision, info.revision + 1);
         assert_stored_current(&t, kind, &info.name, &saved).await;
+        // Saved on the other replica: on the cached arm it reaches this
+        // one's cache by its change notification, soon after, not at once.
+        let since = std::time::Instant::now();
+        while t
+            .store
+            .get_ready(&info.name)
+            .await
+            .expect("get_ready")
+            .is_none_or(|r| r.revision() < saved.revision)
+            && since.elapsed() < std::time::Duration::from_secs(5)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         assert_eq!(get(&t.store, &info.name).await, Some(saved));
     }
 }
