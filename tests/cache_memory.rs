@@ -140,6 +140,7 @@ async fn the_cache_holds_no_more_memory_than_its_budget() {
             patch: fields(&format!("bench-{i}")),
             mask: FieldSet::all(),
             expected_etag: None,
+            copied_from: None,
         };
         inner.update(&update, None, "test").await.expect("save");
     }

@@ -303,6 +303,7 @@ async fn store_case(
         patch: first.clone(),
         mask: FieldSet::all(),
         expected_etag: None,
+        copied_from: None,
     };
     let key = RequestKey::new(&name.partner, uuid::Uuid::new_v4(), [7; 32]);
     let saved = store
@@ -326,6 +327,7 @@ async fn store_case(
         patch: second.clone(),
         mask,
         expected_etag: Some(saved.etag.clone()),
+        copied_from: None,
     };
     let changed = store
         .update(&change, None, "proptest")

@@ -3,7 +3,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use super::{ContactsApi, convert, paging};
-use crate::domain::{Principal, Revision, now_micros};
+use crate::domain::{Principal, Revision, Update, now_micros};
 use crate::error::{Error, FieldViolation, join_checks};
 use crate::pb;
 use crate::store::{ContactStore, RequestKey};
@@ -45,10 +45,60 @@ pub(super) async fn update(
     req: pb::UpdateContactsRequest,
 ) -> Result<pb::ContactInfo, Error> {
     // Report every problem at once: the request id is checked beside the body.
-    let (update, key) = join_checks(convert::parse_update(&req), request_key(&req))?;
+    let key = request_key(&req.request_id, req.validate_only, |id| {
+        let mut canonical = req.clone();
+        canonical.request_id = id;
+        // Unprefixed: the fingerprints recorded before CopyContactInfo
+        // existed must still match their retries.
+        canonical.encode_to_vec()
+    });
+    let (update, key) = join_checks(convert::parse_update(&req), key)?;
+    save(api, principal, update, key, req.validate_only).await
+}
+
+/// CopyContactInfo: the source read as it is now, saved onto the target as
+/// an update of the fields both environments have.
+pub(super) async fn copy(
+    api: &ContactsApi,
+    principal: &Principal,
+    req: pb::CopyContactInfoRequest,
+) -> Result<pb::ContactInfo, Error> {
+    let key = request_key(&req.request_id, req.validate_only, |id| {
+        let mut canonical = req.clone();
+        canonical.request_id = id;
+        // Prefixed with the method, so an UpdateContacts request can never
+        // share a fingerprint with a copy (the same id on both is a reuse).
+        let mut bytes = b"CopyContactInfo\0".to_vec();
+        bytes.extend(canonical.encode_to_vec());
+        bytes
+    });
+    let ((target, source), key) =
+        join_checks(convert::parse_copy_names(&req.name, &req.source), key)?;
+    let from = api
+        .store
+        .get(&source)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            resource_type: crate::error::CONTACT_INFO_TYPE,
+            name: source.to_string(),
+        })?;
+    let expected_etag = (!req.etag.is_empty()).then(|| req.etag.clone());
+    let update = Update::copy_of(&from, target, expected_etag);
+    save(api, principal, update, key, req.validate_only).await
+}
+
+/// Saves `update` (or, for `validate_only`, checks it and returns what would
+/// be saved): UpdateContacts and CopyContactInfo alike.
+async fn save(
+    api: &ContactsApi,
+    principal: &Principal,
+    update: Update,
+    key: Option<(uuid::Uuid, [u8; 32])>,
+    validate_only: bool,
+) -> Result<pb::ContactInfo, Error> {
     let key = key.map(|(id, fingerprint)| RequestKey::new(&update.name.partner, id, fingerprint));
     let view = principal.read_view();
-    if req.validate_only {
+    if validate_only {
         let current = api.store.get(&update.name).await?;
         let users = match update.needs_portal_users() {
             true => Some(api.store.portal_user_emails(&update.name.partner).await?),
@@ -70,17 +120,20 @@ pub(super) async fn update(
 }
 
 /// A present `request_id` must be a UUID in its usual hyphenated form (either
-/// case); with it comes a fingerprint of the whole request, so a reused id can
-/// be told from a retry.
+/// case); with it comes a fingerprint of the whole request (`canonical`: the
+/// request's bytes with the id given), so a reused id can be told from a
+/// retry.
 fn request_key(
-    req: &pb::UpdateContactsRequest,
+    request_id: &str,
+    validate_only: bool,
+    canonical: impl FnOnce(String) -> Vec<u8>,
 ) -> Result<Option<(uuid::Uuid, [u8; 32])>, FieldViolation> {
-    if req.request_id.is_empty() || req.validate_only {
+    if request_id.is_empty() || validate_only {
         return Ok(None);
     }
-    let id = uuid::Uuid::try_parse(&req.request_id)
+    let id = uuid::Uuid::try_parse(request_id)
         .ok()
-        .filter(|_| req.request_id.len() == 36)
+        .filter(|_| request_id.len() == 36)
         .ok_or_else(|| {
             FieldViolation::new(
                 "request_id",
@@ -89,9 +142,7 @@ fn request_key(
         })?;
     // Fingerprint the request as if the id were written in lowercase, so a
     // retry that changes only the id's case is still the same request.
-    let mut canonical = req.clone();
-    canonical.request_id = id.hyphenated().to_string();
-    let fingerprint = Sha256::digest(canonical.encode_to_vec()).into();
+    let fingerprint = Sha256::digest(canonical(id.hyphenated().to_string())).into();
     Ok(Some((id, fingerprint)))
 }
 

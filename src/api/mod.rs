@@ -160,6 +160,19 @@ impl ContactsService for ContactsApi {
             .map_err(to_status)
     }
 
+    async fn copy_contact_info(
+        &self,
+        request: Request<pb::CopyContactInfoRequest>,
+    ) -> Result<Response<pb::ContactInfo>, Status> {
+        // Authorised as the update it is; the source is the same partner's
+        // (checked with the request), so no other partner's data is read.
+        let principal = self.admit(&request, Action::UpdateContacts, &request.get_ref().name)?;
+        contacts::copy(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
     async fn check_onboarding_gate(
         &self,
         request: Request<pb::CheckOnboardingGateRequest>,

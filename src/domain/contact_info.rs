@@ -161,6 +161,11 @@ impl ContactFields {
             .collect()
     }
 
+    /// Empties `field` ("not provided yet").
+    pub fn clear(&mut self, field: Field) {
+        self.take_field(&Self::default(), field);
+    }
+
     /// Copies `field` from `other`.
     fn take_field(&mut self, other: &ContactFields, field: Field) {
         match field {
@@ -198,6 +203,9 @@ pub struct Revision {
     pub request_id: Option<uuid::Uuid>,
     /// Top-level fields whose value the save changed.
     pub changed: FieldSet,
+    /// The revision it was copied from (CopyContactInfo), as its resource
+    /// name; `None` for an ordinary save.
+    pub source: Option<String>,
 }
 
 /// A saved contact info.
@@ -232,6 +240,8 @@ pub struct Update {
     pub mask: FieldSet,
     /// The etag the caller read, if it asked for a conditional update.
     pub expected_etag: Option<String>,
+    /// What the update copies (CopyContactInfo), recorded with its revision.
+    pub copied_from: Option<super::RevisionName>,
 }
 
 impl Update {
@@ -382,6 +392,7 @@ mod tests {
             },
             mask: FieldSet::all(),
             expected_etag: None,
+            copied_from: None,
         }
         .apply(None, None, t0)
         .expect("create");
@@ -395,6 +406,7 @@ mod tests {
             patch: ContactFields::default(),
             mask,
             expected_etag: Some(first.etag.clone()),
+            copied_from: None,
         }
         .apply(Some(&first), None, t1)
         .expect("update");
@@ -416,6 +428,7 @@ mod tests {
             patch: ContactFields::default(),
             mask: FieldSet::all(),
             expected_etag: Some("W/0000".into()),
+            copied_from: None,
         };
         assert_eq!(
             update.apply(None, None, now_micros()),

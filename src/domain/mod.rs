@@ -2,6 +2,7 @@
 mod access;
 mod contact;
 mod contact_info;
+mod copy;
 mod gate;
 mod name;
 mod portal_user;
@@ -14,6 +15,7 @@ pub use contact::{
     email_key_borrowed, email_key_of_stored, warm_up_validation,
 };
 pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Update, now_micros};
+pub use copy::{RevisionName, check_copy_source, copied_fields};
 pub use gate::{Finding, FindingReason, GateFacts, GatePolicy, GateResult, Requirement};
 pub use name::{ContactInfoName, Environment, PartnerId};
 pub use portal_user::{

@@ -693,6 +693,7 @@ mod tests {
                 patch: ContactFields::default(),
                 mask: FieldSet::all(),
                 expected_etag: None,
+                copied_from: None,
             };
             cache.update(&update, None, "test").await.expect("save");
             assert!(cache.get(&name(i)).await.expect("get").is_some());

@@ -109,10 +109,11 @@ type PgRevisionRow = (
     String,
     DateTime<Utc>,
     DateTime<Utc>,
+    Option<String>,
 );
 
 const REVISION_COLUMNS: &str = "SELECT revision, actor, request_id, changed_fields, etag,
-            fields::text, resource_create_time, create_time
+            fields::text, resource_create_time, create_time, source
      FROM contact_info_revisions WHERE partner = $1 AND environment = $2";
 
 type PgUserRow = (
@@ -149,6 +150,7 @@ fn revision_row(r: PgRevisionRow) -> RevisionRow {
         fields: r.5,
         resource_create_time: r.6,
         create_time: r.7,
+        source: r.8,
     }
 }
 
@@ -396,8 +398,8 @@ impl PostgresStore {
              revision AS (
                  INSERT INTO contact_info_revisions
                      (partner, environment, revision, actor, request_id, changed_fields, etag,
-                      fields, resource_create_time, create_time)
-                 SELECT $1, $2, $3, $8, $9, $10, $4, $5::jsonb, $11, $6 FROM written
+                      fields, resource_create_time, create_time, source)
+                 SELECT $1, $2, $3, $8, $9, $10, $4, $5::jsonb, $11, $6, $17 FROM written
              ),
              recorded AS (
                  UPDATE update_requests SET response = $12::jsonb
@@ -427,6 +429,7 @@ impl PostgresStore {
             .bind(change.encode())
             .bind(request.map(|k| k.slot))
             .bind(Ready::of(&next).to_stored())
+            .bind(update.copied_from.as_ref().map(ToString::to_string))
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| to_error(&e, "save contact info"))?;

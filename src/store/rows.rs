@@ -94,6 +94,7 @@ pub(crate) struct RevisionRow {
     pub fields: String,
     pub resource_create_time: DateTime<Utc>,
     pub create_time: DateTime<Utc>,
+    pub source: Option<String>,
 }
 
 impl RevisionRow {
@@ -115,6 +116,7 @@ impl RevisionRow {
             actor: self.actor,
             request_id: self.request_id,
             changed,
+            source: self.source,
         })
     }
 }

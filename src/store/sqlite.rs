@@ -55,10 +55,11 @@ type SqliteRevisionRow = (
     String,
     i64,
     i64,
+    Option<String>,
 );
 
 const REVISION_COLUMNS: &str = "SELECT revision, actor, request_id, changed_fields, etag, fields,
-            resource_create_time, create_time
+            resource_create_time, create_time, source
      FROM contact_info_revisions WHERE partner = ?1 AND environment = ?2";
 
 type SqliteUserRow = (String, String, String, String, i64, i64);
@@ -97,6 +98,7 @@ fn decode_revision(r: SqliteRevisionRow, name: &ContactInfoName) -> Result<Revis
         fields: r.5,
         resource_create_time: from_micros(r.6)?,
         create_time: from_micros(r.7)?,
+        source: r.8,
     }
     .into_domain(name)
 }
@@ -533,8 +535,8 @@ impl ContactStore for SqliteStore {
         sqlx::query(
             "INSERT INTO contact_info_revisions
                  (partner, environment, revision, actor, request_id, changed_fields, etag,
-                  fields, resource_create_time, create_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                  fields, resource_create_time, create_time, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .bind(next.name.partner.as_str())
         .bind(next.name.environment.as_str())
@@ -546,6 +548,7 @@ impl ContactStore for SqliteStore {
         .bind(&fields)
         .bind(next.create_time.timestamp_micros())
         .bind(next.update_time.timestamp_micros())
+        .bind(update.copied_from.as_ref().map(ToString::to_string))
         .execute(&mut *tx)
         .await
         .map_err(|e| to_error(&e, "record revision"))?;

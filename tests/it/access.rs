@@ -25,6 +25,7 @@ enum Rpc {
     GetContacts,
     GetContactsAtTime,
     UpdateContacts,
+    CopyContactInfo,
     CheckOnboardingGate,
     ResolveRecipients,
     ListContactInfoRevisions,
@@ -36,10 +37,11 @@ enum Rpc {
 
 use Rpc::*;
 
-const ALL_RPCS: [Rpc; 10] = [
+const ALL_RPCS: [Rpc; 11] = [
     GetContacts,
     GetContactsAtTime,
     UpdateContacts,
+    CopyContactInfo,
     CheckOnboardingGate,
     ResolveRecipients,
     ListContactInfoRevisions,
@@ -55,6 +57,7 @@ impl Rpc {
             GetContacts => "GetContacts",
             GetContactsAtTime => "GetContacts with read_time",
             UpdateContacts => "UpdateContacts",
+            CopyContactInfo => "CopyContactInfo",
             CheckOnboardingGate => "CheckOnboardingGate",
             ResolveRecipients => "ResolveRecipients",
             ListContactInfoRevisions => "ListContactInfoRevisions",
@@ -74,7 +77,7 @@ const SERVICE_MATRIX: &[(&[&str], &[Rpc])] = &[
         &["contacts.read_user_facing"],
         &[GetContacts, ResolveRecipients],
     ),
-    (&["contacts.write"], &[UpdateContacts]),
+    (&["contacts.write"], &[UpdateContacts, CopyContactInfo]),
     (&["gate.check"], &[CheckOnboardingGate]),
     (
         &["users.manage"],
@@ -117,6 +120,7 @@ const PORTAL_MATRIX: &[(PortalRole, &[Rpc])] = &[
             GetContacts,
             GetContactsAtTime,
             UpdateContacts,
+            CopyContactInfo,
             CheckOnboardingGate,
             ResolveRecipients,
             ListContactInfoRevisions,
@@ -237,8 +241,8 @@ impl Caller {
     }
 }
 
-/// A server with `acme` and `other` seeded (portal users, complete production
-/// contact info), and `nobody` left empty.
+/// A server with `acme` and `other` seeded (portal users, complete sandbox
+/// and production contact info), and `nobody` left empty.
 struct World {
     server: TestServer,
     /// A full-access service token for preparing calls; `None` in development mode.
@@ -258,11 +262,13 @@ impl World {
         let mut c = server.client.clone();
         for partner in ["acme", "other"] {
             grant_alert_users(&mut c, partner, setup.as_deref()).await;
-            save(
-                &mut c,
-                as_caller(setup.as_deref(), put(complete_info(&prod_of(partner)))),
-            )
-            .await;
+            for name in [prod_of(partner), sandbox_of(partner)] {
+                save(
+                    &mut c,
+                    as_caller(setup.as_deref(), put(complete_info(&name))),
+                )
+                .await;
+            }
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
         let read_time = prost_types::Timestamp {
@@ -322,6 +328,14 @@ impl World {
                 };
                 let req = put_masked(info, &["technical_non_emergency_contacts"]);
                 c.update_contacts(as_caller(token, req)).await.map(drop)
+            }
+            CopyContactInfo => {
+                let req = pb::CopyContactInfoRequest {
+                    name,
+                    source: sandbox_of(partner),
+                    ..Default::default()
+                };
+                c.copy_contact_info(as_caller(token, req)).await.map(drop)
             }
             CheckOnboardingGate => {
                 let req = pb::CheckOnboardingGateRequest {
@@ -385,6 +399,10 @@ impl World {
             }
         }
     }
+}
+
+fn sandbox_of(partner: &str) -> String {
+    format!("partners/{partner}/environments/sandbox/contactInfo")
 }
 
 fn code_of(result: &Result<(), Status>) -> Code {

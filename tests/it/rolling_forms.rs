@@ -139,6 +139,7 @@ fn update(name: &ContactInfoName, patch: ContactFields, mask: FieldSet) -> Updat
         patch,
         mask,
         expected_etag: None,
+        copied_from: None,
     }
 }
 

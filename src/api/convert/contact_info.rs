@@ -44,6 +44,7 @@ pub fn revision_to_pb(revision: &Revision, view: ReadView) -> pb::ContactInfoRev
             .map(|f| f.as_str().to_owned())
             .collect(),
         contact_info: Some(contact_info_to_pb(&revision.info, view)),
+        source: revision.source.clone().unwrap_or_default(),
     }
 }
 

@@ -15,7 +15,7 @@ mod update;
 pub use contact_info::{contact_info_to_pb, preview_to_pb, revision_to_pb};
 #[cfg(test)]
 pub use gate::gate_to_pb;
-pub use name::{parse_gate_name, parse_name};
+pub use name::{parse_copy_names, parse_gate_name, parse_name};
 pub use time::{
     MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS, TIMESTAMP_HINT, in_timestamp_range, parse_time,
     time_of, timestamp,

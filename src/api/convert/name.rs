@@ -1,6 +1,6 @@
-//! Resource names from requests, refused on the `name` field.
-use crate::domain::ContactInfoName;
-use crate::error::Error;
+//! Resource names from requests, refused under the request field that held them.
+use crate::domain::{ContactInfoName, check_copy_source};
+use crate::error::{Error, Violations};
 
 /// Parses a `GetContactsRequest.name`.
 pub fn parse_name(name: &str) -> Result<ContactInfoName, Error> {
@@ -11,6 +11,32 @@ pub fn parse_name(name: &str) -> Result<ContactInfoName, Error> {
 /// `partners/{p}/environments/{e}`.
 pub fn parse_gate_name(name: &str) -> Result<ContactInfoName, Error> {
     ContactInfoName::parse_or_parent(name).map_err(|d| Error::invalid_field("name", d))
+}
+
+/// Parses `CopyContactInfoRequest.name` and `.source` (target, source),
+/// both reported at once, and checks that the source may be copied.
+pub fn parse_copy_names(
+    name: &str,
+    source: &str,
+) -> Result<(ContactInfoName, ContactInfoName), Error> {
+    let mut v = Violations::default();
+    let target = ContactInfoName::parse(name)
+        .map_err(|d| v.push("name", d))
+        .ok();
+    let from = ContactInfoName::parse(source)
+        .map_err(|d| v.push("source", d))
+        .ok();
+    if let (Some(target), Some(from)) = (&target, &from)
+        && let Err(violation) = check_copy_source(target, from)
+    {
+        v.push(violation.field, violation.description);
+    }
+    match v.finish((target, from))? {
+        (Some(target), Some(from)) => Ok((target, from)),
+        _ => Err(Error::Internal {
+            detail: "copy names failed without recording a violation".to_owned(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ pub fn parse_update(req: &pb::UpdateContactsRequest) -> Result<Update, Error> {
         patch,
         mask,
         expected_etag,
+        copied_from: None,
     })
 }
 

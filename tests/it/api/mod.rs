@@ -15,6 +15,7 @@ pub use crate::common::as_caller;
 use crate::common::{Backend, TestServer};
 
 mod audience;
+mod copy;
 mod gate;
 mod get;
 mod history;

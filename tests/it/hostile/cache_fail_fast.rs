@@ -41,6 +41,7 @@ async fn every_store_call_fails_fast_while_unreachable(backend: Backend) {
         patch: ContactFields::default(),
         mask: FieldSet::all(),
         expected_etag: None,
+        copied_from: None,
     };
     let started = Instant::now();
     let results: Vec<(&str, Result<(), Error>)> = vec![

@@ -1,9 +1,10 @@
 //! Revision history in the store: every save recorded, listed newest first,
 //! readable as of a past time, and immutable.
-use partner_contacts::domain::{ContactFields, Field, FieldSet};
+use partner_contacts::domain::{ContactFields, Environment, Field, FieldSet, Update};
 
 use super::{
-    ACTOR, acme_store, complete_fields, contact, get, key, prod, raw_execute, replace_all, save,
+    ACTOR, acme_store, complete_fields, contact, get, key, name, prod, raw_execute, replace_all,
+    save,
 };
 use crate::common::StoreKind;
 use crate::on_every_store;
@@ -60,6 +61,71 @@ async fn a_request_id_retry_writes_no_revision(kind: StoreKind) {
             .expect("list")
             .len(),
         1
+    );
+}
+
+/// CopyContactInfo's save: the shared fields as the source holds them, the
+/// alert contacts as they were, and the revision says which source revision
+/// it copied; a save without a source records none.
+async fn a_copy_records_its_source_revision(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    let sandbox = name("acme", Environment::Sandbox);
+    let mut sandbox_fields = complete_fields();
+    sandbox_fields.alert_contacts.clear();
+    sandbox_fields.merchant_issues_contacts.clear();
+    save(&t.store, &replace_all(&sandbox, sandbox_fields.clone())).await;
+    let mut edited = sandbox_fields.clone();
+    edited.technical_emergency_contacts = vec![contact("pager-sandbox@example.com")];
+    let source = save(&t.store, &replace_all(&sandbox, edited.clone())).await;
+
+    let n = prod("acme");
+    let before = save(&t.store, &replace_all(&n, complete_fields())).await;
+    let copy = Update::copy_of(&source, n.clone(), Some(before.etag.clone()));
+    let copied = t.store.update(&copy, None, "carol").await.expect("copy");
+    assert_eq!(copied.revision, before.revision + 1);
+    assert_eq!(copied.fields.alert_contacts, before.fields.alert_contacts);
+    assert_eq!(
+        copied.fields.technical_emergency_contacts,
+        edited.technical_emergency_contacts
+    );
+    assert!(copied.fields.merchant_issues_contacts.is_empty());
+    assert_eq!(
+        copied.fields.operational_support,
+        edited.operational_support
+    );
+    assert_eq!(get(&t.store, &n).await, Some(copied));
+
+    let revisions = t.store.list_revisions(&n, None, 10).await.expect("list");
+    assert_eq!(revisions.len(), 2);
+    assert_eq!(
+        revisions[0].source.as_deref(),
+        Some("partners/acme/environments/sandbox/contactInfo/revisions/2")
+    );
+    assert_eq!(revisions[0].actor, "carol");
+    assert_eq!(
+        revisions[0].changed,
+        [
+            Field::TechnicalEmergencyContacts,
+            Field::MerchantIssuesContacts
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(revisions[1].source, None);
+
+    // The etag the copy was made against is stale now: refused, nothing saved.
+    let stale = t.store.update(&copy, None, "carol").await;
+    assert!(
+        matches!(stale, Err(partner_contacts::error::Error::EtagMismatch)),
+        "{stale:?}"
+    );
+    assert_eq!(
+        t.store
+            .list_revisions(&n, None, 10)
+            .await
+            .expect("list")
+            .len(),
+        2
     );
 }
 
@@ -154,6 +220,7 @@ async fn history_cannot_be_rewritten_even_with_sql(kind: StoreKind) {
 on_every_store!(
     every_save_writes_a_revision,
     a_request_id_retry_writes_no_revision,
+    a_copy_records_its_source_revision,
     revisions_page_newest_first,
     contact_info_as_it_was_at_a_time,
     history_cannot_be_rewritten_even_with_sql,

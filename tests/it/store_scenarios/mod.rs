@@ -82,6 +82,7 @@ pub(crate) fn replace_all(n: &ContactInfoName, fields: ContactFields) -> Update 
         patch: fields,
         mask: FieldSet::all(),
         expected_etag: None,
+        copied_from: None,
     }
 }
 
@@ -315,6 +316,7 @@ async fn masked_update_keeps_untouched_fields(kind: StoreKind) {
             },
             mask,
             expected_etag: None,
+            copied_from: None,
         },
     )
     .await;
@@ -347,6 +349,7 @@ async fn stale_etag_is_rejected_and_changes_nothing(kind: StoreKind) {
     let second = save(&t.store, &replace_all(&n, ContactFields::default())).await;
     let stale = Update {
         expected_etag: Some(first.etag.clone()),
+        copied_from: None,
         ..replace_all(&n, complete_fields())
     };
     assert_eq!(
@@ -356,6 +359,7 @@ async fn stale_etag_is_rejected_and_changes_nothing(kind: StoreKind) {
     assert_eq!(get(&t.store, &n).await, Some(second.clone()));
     let fresh = Update {
         expected_etag: Some(second.etag.clone()),
+        copied_from: None,
         ..replace_all(&n, complete_fields())
     };
     assert_eq!(
@@ -372,6 +376,7 @@ async fn etag_on_a_missing_resource_is_rejected(kind: StoreKind) {
     let n = prod("acme");
     let update = Update {
         expected_etag: Some("W/\"anything\"".into()),
+        copied_from: None,
         ..replace_all(&n, complete_fields())
     };
     assert_eq!(
@@ -390,6 +395,7 @@ async fn concurrent_updates_with_one_etag_let_exactly_one_win(kind: StoreKind) {
             let store = t.store.clone();
             let update = Update {
                 expected_etag: Some(base.etag.clone()),
+                copied_from: None,
                 ..replace_all(
                     &n,
                     ContactFields {
@@ -429,6 +435,7 @@ async fn concurrent_unconditional_creates_lose_nothing(kind: StoreKind) {
                 },
                 mask,
                 expected_etag: None,
+                copied_from: None,
             };
             tokio::spawn(async move { store.update(&update, None, ACTOR).await })
         })
@@ -572,6 +579,7 @@ async fn failed_update_does_not_consume_its_request_id(kind: StoreKind) {
     let k = key(3);
     let conditional = Update {
         expected_etag: Some("W/\"stale\"".into()),
+        copied_from: None,
         ..replace_all(&n, complete_fields())
     };
     assert_eq!(

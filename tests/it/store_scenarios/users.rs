@@ -303,6 +303,7 @@ async fn alert_contacts_must_be_portal_users(kind: StoreKind) {
                 },
                 mask,
                 expected_etag: None,
+                copied_from: None,
             },
             None,
             ACTOR,
