@@ -11,6 +11,7 @@ pub mod pb {
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod domain;

@@ -1,4 +1,5 @@
-//! The `partner-contacts` binary: serve (default) or migrate.
+//! The `partner-contacts` binary: serve (default) or migrate, mint a
+//! development token, or call a server as a client (`gate`, `get`, `apply`).
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use clap::Parser;
 use partner_contacts::config::{Cli, Command};
 use partner_contacts::domain::GatePolicy;
 use partner_contacts::server::{self, ServerSettings};
-use partner_contacts::{auth, store, telemetry};
+use partner_contacts::{auth, client, store, telemetry};
 use tonic::transport::ServerTlsConfig;
 
 /// mimalloc instead of glibc's malloc: the read cache replaces entries of
@@ -28,6 +29,9 @@ const MIGRATE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = cli.command.as_ref().filter(|c| c.is_client()) {
+        return run_client(command, &cli).await;
+    }
     // Spans go to an OTLP collector only when the environment names one.
     let telemetry =
         match telemetry::otel::from_env().and_then(|t| telemetry::init(&cli.log.options(), t)) {
@@ -48,6 +52,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    telemetry.shutdown();
+    code
+}
+
+/// A client subcommand: it calls a server and opens no database. Its logs
+/// go to stderr and no traces are exported, so that stdout holds only its
+/// answer (JSON, YAML, TOML) for a pipeline to read.
+async fn run_client(command: &Command, cli: &Cli) -> ExitCode {
+    let telemetry = match telemetry::init(&cli.log.options(), None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("partner-contacts: {e}");
+            return ExitCode::from(client::Exit::Usage.code());
+        }
+    };
+    let code = client::run(command)
+        .await
+        .map_or(ExitCode::FAILURE, ExitCode::from);
     telemetry.shutdown();
     code
 }

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod api;
 mod cli;
+mod client_cli;
 mod guard;
 mod hostile;
 mod migrations;
