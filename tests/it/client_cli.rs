@@ -1,6 +1,6 @@
 //! The client subcommands through the binary against a real server: every
 //! exit code of `gate` (open, closed, invalid, unavailable, recovering,
-//! refused) and its JSON, `get` and `apply` as contacts-as-code (one save per
+//! refused, other) and its JSON, `get` and `apply` as contacts-as-code (one save per
 //! change, dry runs, concurrent edits, round trips in YAML and TOML, errors
 //! at the file's field paths), TLS with client certificates, and no database.
 //!
@@ -358,11 +358,11 @@ async fn gate_gives_up_on_an_unreachable_server_with_exit_3_within_its_timeout()
     assert_eq!(error["error"]["code"], "UNAVAILABLE", "{ran:?}");
     assert_eq!(error["error"]["exit_code"], 3);
     // It retried (backoff notices on stderr), for about the whole timeout,
-    // and not longer (process start and exit on top).
+    // and not much longer (process start and exit on top, on a busy machine).
     let retries = ran.stderr.matches("retrying in").count();
     assert!(retries >= 2, "{ran:?}");
     assert!(
-        took >= Duration::from_millis(1000) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(8),
         "took {took:?}: {ran:?}"
     );
 }
@@ -493,6 +493,41 @@ async fn gate_exits_4_for_a_caller_the_server_refuses() {
         assert!(!ran.stderr.contains(&reader) && !ran.stdout.contains(&reader));
         assert!(!ran.stderr.contains(&ci) && !ran.stdout.contains(&ci));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_exits_5_when_the_server_fails_otherwise() {
+    // A gRPC server that is not ContactsService (here: health only) answers
+    // UNIMPLEMENTED: an error no retry or flag fixes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = binary(dir.path());
+    cmd.args(["gate", "--name", PROD, "--output", "json"])
+        .arg("--server")
+        .arg(format!("http://{addr}"));
+    let ran = run(cmd, None).await;
+    assert_eq!(ran.code, 5, "{ran:?}");
+    let error = json(&ran.stdout);
+    assert_eq!(error["error"]["code"], "UNIMPLEMENTED", "{ran:?}");
+    assert_eq!(error["error"]["exit_code"], 5);
+    assert!(!ran.stderr.contains("retrying"), "not retried: {ran:?}");
+    let _ = stop.send(());
+    serving.await.expect("join").expect("health server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
