@@ -67,9 +67,13 @@ async fn run_client(command: &Command, cli: &Cli) -> ExitCode {
             return ExitCode::from(client::Exit::Usage.code());
         }
     };
-    let code = client::run(command)
-        .await
-        .map_or(ExitCode::FAILURE, ExitCode::from);
+    let exit = match command {
+        Command::Gate(args) => client::gate(args).await,
+        Command::Get(args) => client::get(args).await,
+        Command::Apply(args) => client::apply(args).await,
+        Command::Migrate | Command::Token(_) => client::Exit::Usage,
+    };
+    let code = ExitCode::from(exit.code());
     telemetry.shutdown();
     code
 }

@@ -7,11 +7,11 @@ use std::io::Read;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
+use super::args::{ApplyArgs, GetArgs};
 use super::connect::{self, Connection};
 use super::file::{ContactFile, day_name, format_of};
 use super::report::{Exit, Failure};
 use super::retry::{self, Policy};
-use crate::config::{ApplyArgs, GetArgs};
 use crate::pb;
 
 pub async fn get(args: &GetArgs) -> Exit {

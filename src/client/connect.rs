@@ -11,8 +11,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
+use super::args::ConnectArgs;
 use super::report::Failure;
-use crate::config::ConnectArgs;
 use crate::pb::contacts_service_client::ContactsServiceClient;
 
 pub type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::FileFormat;
+use super::args::FileFormat;
 use crate::pb;
 
 /// `partnerportal.contacts.v1.ContactInfo` as a file. Unknown keys are

@@ -3,10 +3,10 @@
 //! or as one JSON object.
 use serde::Serialize;
 
+use super::args::{GateArgs, GateOutput};
 use super::connect;
 use super::report::{Exit, Failure};
 use super::retry::{self, Policy};
-use crate::config::{GateArgs, GateOutput};
 use crate::pb;
 
 /// The `--output json` answer. Its fields are documented in the README:
