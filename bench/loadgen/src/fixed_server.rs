@@ -66,6 +66,13 @@ impl ContactsService for Fixed {
         unimplemented()
     }
 
+    async fn copy_contact_info(
+        &self,
+        _: Request<pb::CopyContactInfoRequest>,
+    ) -> Result<Response<pb::ContactInfo>, Status> {
+        unimplemented()
+    }
+
     async fn check_onboarding_gate(
         &self,
         _: Request<pb::CheckOnboardingGateRequest>,
