@@ -64,6 +64,19 @@ const BATCH_READ: &str = "SELECT k.i, c.partner, c.environment, c.revision, c.et
           AS k(partner, environment, users, i)
      LEFT JOIN contact_info c ON c.partner = k.partner AND c.environment = k.environment";
 
+/// [`BATCH_READ`] for one key, with the same columns: a miss that arrives
+/// alone (most of them when reads are skewed, since the cache holds the
+/// popular partners) has no arrays to unnest. pgbench with both statements
+/// over 1 000 000 rows: ~10 % more lone reads per second from the same
+/// PostgreSQL (the server's own instructions per miss barely change).
+const ONE_READ: &str = "SELECT 1::int8, c.partner, c.environment, c.revision, c.etag,
+            CASE WHEN c.ready_revision = c.revision THEN NULL ELSE c.fields::text END,
+            c.create_time, c.update_time, c.ready, c.ready_revision,
+            CASE WHEN $3::bool
+                 THEN ARRAY(SELECT email FROM portal_users p WHERE p.partner = $1::text) END
+     FROM (SELECT) AS k
+     LEFT JOIN contact_info c ON c.partner = $1::text AND c.environment = $2::text";
+
 type BatchRow = (
     i64,
     Option<String>,
@@ -172,11 +185,21 @@ impl PgReader {
         }
         let read_timeout = self.read_timeout;
         let connection = self.connection().await?;
-        let query = sqlx::query_as(BATCH_READ)
-            .bind(&partners)
-            .bind(&environments)
-            .bind(&users)
-            .fetch_all(connection);
+        let query = match (
+            partners.as_slice(),
+            environments.as_slice(),
+            users.as_slice(),
+        ) {
+            ([partner], [environment], [with_users]) => sqlx::query_as(ONE_READ)
+                .bind(*partner)
+                .bind(*environment)
+                .bind(*with_users),
+            _ => sqlx::query_as(BATCH_READ)
+                .bind(&partners)
+                .bind(&environments)
+                .bind(&users),
+        }
+        .fetch_all(connection);
         match tokio::time::timeout(read_timeout, query).await {
             Ok(Ok(rows)) => Ok(Ok(rows)),
             Ok(Err(e)) => {
