@@ -51,7 +51,7 @@ pub fn check_copy_source(
     if source.environment == target.environment {
         return Err(FieldViolation::new(
             "source",
-            "must name the other environment than `name`",
+            "must name the partner's other environment, not the one of `name`",
         ));
     }
     Ok(())
