@@ -5,6 +5,7 @@ mod contact_info;
 mod copy;
 mod gate;
 mod name;
+mod notices;
 mod portal_user;
 mod recipients;
 mod support;
@@ -18,6 +19,7 @@ pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Up
 pub use copy::{RevisionName, check_copy_source, copied_fields};
 pub use gate::{Finding, FindingReason, GateFacts, GatePolicy, GateResult, Requirement};
 pub use name::{ContactInfoName, Environment, PartnerId};
+pub use notices::{AddressChange, address_changes};
 pub use portal_user::{
     EMAIL_KEY_SCHEME, PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport,
     Rekeyed, StoredUserKey, alert_contacts_not_users, change_role, grant, parse_partner_parent,
