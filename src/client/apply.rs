@@ -11,7 +11,7 @@ use super::args::{ApplyArgs, GetArgs};
 use super::connect::{self, Connection};
 use super::file::{ContactFile, day_name, format_of};
 use super::report::{Exit, Failure};
-use super::retry::{self, Policy};
+use super::retry::Policy;
 use crate::pb;
 
 pub async fn get(args: &GetArgs) -> Exit {
@@ -163,20 +163,16 @@ async fn read_current(
         name: name.to_owned(),
         read_time: None,
     };
-    let result = retry::call(
-        &format!("GetContacts on {}", connection.server),
-        connection.deadline,
-        Policy::Read,
-        |left| {
-            let mut client = connection.client.clone();
-            let mut call = tonic::Request::new(request.clone());
-            call.set_timeout(left);
-            async move { client.get_contacts(call).await }
-        },
-    )
-    .await;
+    let result = connection
+        .call(
+            "GetContacts",
+            Policy::Read,
+            &request,
+            |mut c, r| async move { c.get_contacts(r).await },
+        )
+        .await;
     match result {
-        Ok(response) => Ok(Some(response.into_inner())),
+        Ok(info) => Ok(Some(info)),
         Err(status) if status.code() == Code::NotFound => Ok(None),
         Err(status) => Err(Failure::of_status(&status)),
     }
@@ -202,20 +198,15 @@ async fn update(
     };
     // A validation saves nothing and a save carries a request_id: both are
     // safe to send again.
-    retry::call(
-        &format!("UpdateContacts on {}", connection.server),
-        connection.deadline,
-        Policy::Write,
-        |left| {
-            let mut client = connection.client.clone();
-            let mut call = tonic::Request::new(request.clone());
-            call.set_timeout(left);
-            async move { client.update_contacts(call).await }
-        },
-    )
-    .await
-    .map(tonic::Response::into_inner)
-    .map_err(|status| Failure::of_status(&status))
+    connection
+        .call(
+            "UpdateContacts",
+            Policy::Write,
+            &request,
+            |mut c, r| async move { c.update_contacts(r).await },
+        )
+        .await
+        .map_err(|status| Failure::of_status(&status))
 }
 
 /// A request_id derived from what is saved and over which etag: the same

@@ -2,6 +2,7 @@
 //! (optionally mutual) from the server URL, and the bearer token from a file
 //! or an environment variable, never from a flag (flags show up in process
 //! lists and CI logs).
+use std::future::Future;
 use std::path::Path;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use tonic::{Request, Status};
 
 use super::args::ConnectArgs;
 use super::report::Failure;
+use super::retry::{self, Policy};
 use crate::pb::contacts_service_client::ContactsServiceClient;
 
 pub type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
@@ -23,6 +25,36 @@ pub struct Connection {
     pub client: Client,
     pub server: String,
     pub deadline: Instant,
+}
+
+impl Connection {
+    /// One RPC (`rpc` names it in messages), retried as `policy` allows
+    /// until the command's deadline; each attempt sends the time left as its
+    /// grpc-timeout. `send` makes the call on a client of its own.
+    pub async fn call<Req, T, Fut>(
+        &self,
+        rpc: &str,
+        policy: Policy,
+        request: &Req,
+        send: impl Fn(Client, Request<Req>) -> Fut,
+    ) -> Result<T, Status>
+    where
+        Req: Clone,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        retry::call(
+            &format!("{rpc} on {}", self.server),
+            self.deadline,
+            policy,
+            |left| {
+                let mut call = Request::new(request.clone());
+                call.set_timeout(left);
+                send(self.client.clone(), call)
+            },
+        )
+        .await
+        .map(tonic::Response::into_inner)
+    }
 }
 
 /// Adds `authorization: Bearer ...` to every call when there is a token.

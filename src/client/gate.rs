@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::args::{GateArgs, GateOutput};
 use super::connect;
 use super::report::{Exit, Failure};
-use super::retry::{self, Policy};
+use super::retry::Policy;
 use crate::pb;
 
 /// The `--output json` answer. Its fields are documented in the README:
@@ -60,20 +60,15 @@ async fn check(args: &GateArgs, name: &str) -> Result<pb::CheckOnboardingGateRes
         name: name.to_owned(),
         integration_type: args.integration_type.clone().unwrap_or_default(),
     };
-    retry::call(
-        &format!("CheckOnboardingGate on {}", connection.server),
-        connection.deadline,
-        Policy::Read,
-        |left| {
-            let mut client = connection.client.clone();
-            let mut call = tonic::Request::new(request.clone());
-            call.set_timeout(left);
-            async move { client.check_onboarding_gate(call).await }
-        },
-    )
-    .await
-    .map(tonic::Response::into_inner)
-    .map_err(|status| Failure::of_status(&status))
+    connection
+        .call(
+            "CheckOnboardingGate",
+            Policy::Read,
+            &request,
+            |mut c, r| async move { c.check_onboarding_gate(r).await },
+        )
+        .await
+        .map_err(|status| Failure::of_status(&status))
 }
 
 fn reason_name(reason: i32) -> &'static str {
