@@ -344,7 +344,8 @@ pub fn now_micros() -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Email, Environment, PartnerId};
+    use crate::domain::contact::contact;
+    use crate::domain::{Environment, PartnerId};
 
     #[test]
     fn now_is_cut_to_the_microsecond() {
@@ -360,15 +361,6 @@ mod tests {
             PartnerId::parse("acme").expect("valid"),
             Environment::Production,
         )
-    }
-
-    fn contact(email: &str) -> Contact {
-        Contact {
-            email: Email::parse(email).expect("valid"),
-            display_name: None,
-            phone_number: None,
-            language_code: None,
-        }
     }
 
     #[test]

@@ -89,22 +89,14 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
-    use crate::domain::{Contact, ContactFields, Email, OperationalSupport};
+    use crate::domain::contact::contact;
+    use crate::domain::{ContactFields, OperationalSupport};
 
     fn name(partner: &str, environment: &str) -> ContactInfoName {
         ContactInfoName::parse(&format!(
             "partners/{partner}/environments/{environment}/contactInfo"
         ))
         .expect("test name")
-    }
-
-    fn contact(email: &str) -> Contact {
-        Contact {
-            email: Email::parse(email).expect("test email"),
-            display_name: None,
-            phone_number: None,
-            language_code: None,
-        }
     }
 
     fn saved(name: ContactInfoName, fields: ContactFields, revision: i64) -> ContactInfo {

@@ -60,16 +60,8 @@ pub fn address_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Contact, DisplayName};
-
-    fn contact(email: &str) -> Contact {
-        Contact {
-            email: Email::parse(email).expect("test email"),
-            display_name: None,
-            phone_number: None,
-            language_code: None,
-        }
-    }
+    use crate::domain::DisplayName;
+    use crate::domain::contact::contact;
 
     fn emails(list: &[&Email]) -> Vec<String> {
         list.iter().map(|e| e.as_str().to_owned()).collect()

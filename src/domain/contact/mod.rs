@@ -49,3 +49,14 @@ pub struct Contact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language_code: Option<LanguageCode>,
 }
+
+/// A contact with an email alone: the domain's unit tests' fixture.
+#[cfg(test)]
+pub(crate) fn contact(email: &str) -> Contact {
+    Contact {
+        email: Email::parse(email).expect("test email"),
+        display_name: None,
+        phone_number: None,
+        language_code: None,
+    }
+}
