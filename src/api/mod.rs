@@ -2,6 +2,7 @@
 mod contacts;
 pub mod convert;
 mod encoded;
+mod events;
 pub mod paging;
 mod recipients;
 pub mod status;
@@ -249,6 +250,17 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::PortalUser>, Status> {
         let principal = self.admit(&request, Action::ManagePortalUsers, &request.get_ref().name)?;
         users::update_role(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        self.admit(&request, Action::ListEvents, &request.get_ref().parent)?;
+        events::list(self, request.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)

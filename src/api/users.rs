@@ -1,31 +1,14 @@
 //! Portal-user RPCs (the onboarding modal's Users tab) after admission.
-use super::{ContactsApi, convert::timestamp, paging};
+use super::{ContactsApi, paging};
 use crate::domain::{
     Email, PortalRole, PortalUser, PortalUserName, Principal, parse_partner_parent,
 };
 use crate::error::{Error, Violations, join_checks};
 use crate::pb;
 use crate::store::{ContactStore, UserCursor};
+use crate::wire::portal_user_pb;
 
 const USERS_TOKEN: &str = "users";
-
-fn user_to_pb(u: &PortalUser) -> pb::PortalUser {
-    pb::PortalUser {
-        name: u.name.to_string(),
-        email: u.email.as_str().to_owned(),
-        role: role_to_pb(u.role) as i32,
-        create_time: Some(timestamp(u.create_time)),
-        update_time: Some(timestamp(u.update_time)),
-    }
-}
-
-fn role_to_pb(r: PortalRole) -> pb::PortalRole {
-    match r {
-        PortalRole::Administrator => pb::PortalRole::Administrator,
-        PortalRole::Editor => pb::PortalRole::Editor,
-        PortalRole::ReadOnly => pb::PortalRole::ReadOnly,
-    }
-}
 
 /// A role from the wire; UNSPECIFIED and unknown numbers are violations.
 fn parse_role(raw: i32, field: &str, v: &mut Violations) -> Option<PortalRole> {
@@ -82,7 +65,7 @@ pub(super) async fn list(
     )
     .await?;
     Ok(pb::ListPortalUsersResponse {
-        portal_users: page.items.iter().map(user_to_pb).collect(),
+        portal_users: page.items.iter().map(portal_user_pb).collect(),
         next_page_token: page.next_page_token,
     })
 }
@@ -115,7 +98,7 @@ pub(super) async fn grant(
         .store
         .grant_portal_access(&partner, &email, role, principal.actor())
         .await?;
-    Ok(user_to_pb(&user))
+    Ok(portal_user_pb(&user))
 }
 
 pub(super) async fn update_role(
@@ -135,7 +118,7 @@ pub(super) async fn update_role(
         .store
         .update_portal_user_role(&name, role, principal.actor())
         .await?;
-    Ok(user_to_pb(&user))
+    Ok(portal_user_pb(&user))
 }
 
 pub(super) async fn revoke(

@@ -30,7 +30,8 @@ pub struct TokenArgs {
     pub sub: String,
 
     /// Scope granted to a service token (repeatable): contacts.read,
-    /// contacts.read_user_facing, contacts.write, gate.check, users.manage, history.read.
+    /// contacts.read_user_facing, contacts.write, gate.check, users.manage, history.read,
+    /// events.read.
     #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
     pub scopes: Vec<Scope>,
 

@@ -13,16 +13,19 @@ pub enum Scope {
     GateCheck,
     UsersManage,
     HistoryRead,
+    /// List a partner's events (ListEvents).
+    EventsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Self::ContactsRead,
         Self::ContactsReadUserFacing,
         Self::ContactsWrite,
         Self::GateCheck,
         Self::UsersManage,
         Self::HistoryRead,
+        Self::EventsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +36,7 @@ impl Scope {
             Self::GateCheck => "gate.check",
             Self::UsersManage => "users.manage",
             Self::HistoryRead => "history.read",
+            Self::EventsRead => "events.read",
         }
     }
 
@@ -138,6 +142,8 @@ pub enum Action {
     CheckGate,
     ListPortalUsers,
     ManagePortalUsers,
+    /// Events name every contact and portal user of the partner.
+    ListEvents,
 }
 
 /// Which contact fields a caller may see.
@@ -231,6 +237,7 @@ impl Principal {
                 Action::ListPortalUsers | Action::ManagePortalUsers => {
                     scopes.contains(Scope::UsersManage)
                 }
+                Action::ListEvents => scopes.contains(Scope::EventsRead),
             },
             Self::PortalUser {
                 partner: own, role, ..
@@ -244,7 +251,9 @@ impl Principal {
                         Action::UpdateContacts => {
                             matches!(role, PortalRole::Administrator | PortalRole::Editor)
                         }
-                        Action::ManagePortalUsers => *role == PortalRole::Administrator,
+                        Action::ManagePortalUsers | Action::ListEvents => {
+                            *role == PortalRole::Administrator
+                        }
                     }
             }
         };

@@ -33,6 +33,7 @@ const METHODS: &[&str] = &[
     "GrantPortalAccess",
     "UpdatePortalUserRole",
     "RevokePortalAccess",
+    "ListEvents",
 ];
 
 fn method_of(path: &str) -> &'static str {

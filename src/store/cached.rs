@@ -14,7 +14,7 @@ use quick_cache::Equivalent;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::changes::{Change, ChangeFeed};
-use super::{ContactStore, DynStore, RequestKey, UserCursor, UserDecision};
+use super::{ContactStore, DynStore, RequestKey, StoredEvent, UserCursor, UserDecision};
 use crate::domain::{
     ContactInfo, ContactInfoName, PartnerId, PortalUser, PortalUserEmails, Revision, Update,
 };
@@ -627,6 +627,15 @@ impl ContactStore for CachedStore {
 
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         self.database()?.purge_request_ids(before).await
+    }
+
+    async fn list_events(
+        &self,
+        partner: &PartnerId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        self.database()?.list_events(partner, after, limit).await
     }
 
     async fn list_portal_users(

@@ -16,6 +16,7 @@ pub mod cached;
 pub mod changes;
 mod classify;
 mod coalesce;
+mod outbox;
 pub mod postgres;
 mod requests;
 mod rows;
@@ -24,6 +25,7 @@ mod url;
 
 pub use cached::{CacheOptions, CacheStats, CachedStore};
 pub use changes::{Change, ChangeFeed};
+pub use outbox::StoredEvent;
 pub use postgres::PostgresStore;
 pub use requests::{REQUEST_ID_RETENTION, RequestKey};
 /// The stores' JSON of contact fields, for the fuzz harness's round trip.
@@ -75,7 +77,8 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     /// resource as saved. With `request`, a retry of an already-saved request
     /// returns the first result unchanged, and a reuse of its id for another
     /// request is INVALID_ARGUMENT. Alert contacts named by the mask must be
-    /// portal users of the partner (FAILED_PRECONDITION).
+    /// portal users of the partner (FAILED_PRECONDITION). The save's events
+    /// (`domain::save_events`) are written in its transaction.
     async fn update(
         &self,
         update: &Update,
@@ -91,6 +94,15 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Revision>, Error>;
+
+    /// The partner's events numbered after `after`, oldest first, at most
+    /// `limit`.
+    async fn list_events(
+        &self,
+        partner: &PartnerId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error>;
@@ -109,8 +121,8 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// One change to `partner`'s portal users, in one transaction: the
     /// backend locks and loads them, `decide` (a domain rule, no I/O) says
-    /// what changes, and the backend writes that with its revision and tells
-    /// the other replicas. Returns the user after the change (as it was, for
+    /// what changes, and the backend writes that with its revision and its
+    /// event, and tells the other replicas. Returns the user after the change (as it was, for
     /// a revoke).
     async fn mutate_portal_users(
         &self,

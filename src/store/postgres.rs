@@ -14,7 +14,9 @@ use super::changes::{CHANNEL, Change, ChangeFeed};
 use super::classify::to_error;
 use super::coalesce::Coalescer;
 
+mod events;
 mod reads;
+use super::outbox::{EventRows, StoredEvent};
 use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
@@ -23,7 +25,7 @@ use super::{ContactStore, RequestKey, StoreOptions, UserCursor, UserDecision};
 use crate::domain::{
     ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, PartnerId, PortalUser, PortalUserChange,
     PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
-    email_key_of_stored, now_micros, rekey, user_exists,
+    email_key_of_stored, now_micros, rekey, save_events, user_event, user_exists,
 };
 use crate::error::Error;
 use crate::wire::Ready;
@@ -373,7 +375,7 @@ impl PostgresStore {
             name: next.name.clone(),
             revision: next.revision,
         };
-        // One statement writes the row, its revision, the request's recorded
+        // One statement writes the row, its revision, its events, the request's recorded
         // response and the change notification (sent at commit, and only
         // then): each round trip saved is a lock held that much shorter.
         let write = match &current {
@@ -393,8 +395,10 @@ impl PostgresStore {
                  RETURNING 1"
             }
         };
+        let events = EventRows::of(&save_events(current.as_ref(), &next, actor));
         let sql = format!(
             "WITH written AS ({write}),
+             {},
              revision AS (
                  INSERT INTO contact_info_revisions
                      (partner, environment, revision, actor, request_id, changed_fields, etag,
@@ -406,6 +410,7 @@ impl PostgresStore {
                  WHERE request_id = $15 AND EXISTS (SELECT 1 FROM written)
              )
              {}",
+            events::events_ctes("written", 1, 18, 19, 20, 6),
             if self.notify {
                 "SELECT count(*) FROM (SELECT pg_notify($13, $14) FROM written) AS notified"
             } else {
@@ -430,6 +435,9 @@ impl PostgresStore {
             .bind(request.map(|k| k.slot))
             .bind(Ready::of(&next).to_stored())
             .bind(update.copied_from.as_ref().map(ToString::to_string))
+            .bind(&events.ids)
+            .bind(&events.types)
+            .bind(&events.payloads)
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| to_error(&e, "save contact info"))?;
@@ -495,6 +503,8 @@ impl PostgresStore {
             _ => user.update_time,
         };
         record_user_revision(&mut tx, user, change.action(), actor, at).await?;
+        let event = EventRows::of(&[user_event(&change, actor, at)]);
+        events::write_events(&mut tx, partner, &event, at).await?;
         self.notify(&mut tx, &users_changed(partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(change.into_user())
@@ -822,6 +832,16 @@ impl ContactStore for PostgresStore {
         rows.into_iter()
             .map(|r| revision_row(r).into_domain(name))
             .collect()
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn list_events(
+        &self,
+        partner: &PartnerId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        events::list_events(&self.pool, partner, after, limit).await
     }
 
     #[instrument(skip(self), err(level = "debug"))]

@@ -10,6 +10,7 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tracing::instrument;
 
 use super::classify::to_error;
+use super::outbox::{EventRows, StoredEvent};
 use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
@@ -18,7 +19,7 @@ use super::{ContactStore, RequestKey, StoreOptions, UserCursor, UserDecision};
 use crate::domain::{
     ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, PartnerId, PortalUser, PortalUserChange,
     PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
-    email_key_of_stored, now_micros, rekey,
+    email_key_of_stored, now_micros, rekey, save_events, user_event,
 };
 use crate::error::Error;
 use crate::wire::Ready;
@@ -254,6 +255,8 @@ impl SqliteStore {
             _ => user.update_time,
         };
         record_user_revision(&mut tx, user, change.action(), actor, at).await?;
+        let events = EventRows::of(&[user_event(&change, actor, at)]);
+        write_events(&mut tx, partner, &events, at).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(change.into_user())
     }
@@ -299,6 +302,52 @@ async fn partner_users(
         .await
         .map_err(|e| to_error(&e, "read portal users"))?;
     rows.into_iter().map(decode_user).collect()
+}
+
+/// Numbers `events` after the partner's last and writes them, in the
+/// caller's transaction (which holds SQLite's write lock: numbers cannot race).
+async fn write_events(
+    conn: &mut SqliteConnection,
+    partner: &PartnerId,
+    events: &EventRows,
+    at: DateTime<Utc>,
+) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (last,): (i64,) = sqlx::query_as(
+        "INSERT INTO event_counters (partner, last_sequence) VALUES (?1, ?2)
+         ON CONFLICT (partner) DO UPDATE SET last_sequence = last_sequence + excluded.last_sequence
+         RETURNING last_sequence",
+    )
+    .bind(partner.as_str())
+    .bind(events.count())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| to_error(&e, "number events"))?;
+    let first = last - events.count() + 1;
+    for (i, ((id, kind), payload)) in events
+        .ids
+        .iter()
+        .zip(&events.types)
+        .zip(&events.payloads)
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO events (partner, sequence, id, type, payload, create_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(partner.as_str())
+        .bind(first + i64::try_from(i).unwrap_or(i64::MAX))
+        .bind(id.hyphenated().to_string())
+        .bind(*kind)
+        .bind(payload.as_slice())
+        .bind(at.timestamp_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| to_error(&e, "write event"))?;
+    }
+    Ok(())
 }
 
 async fn record_user_revision(
@@ -553,6 +602,9 @@ impl ContactStore for SqliteStore {
         .await
         .map_err(|e| to_error(&e, "record revision"))?;
 
+        let events = EventRows::of(&save_events(current.as_ref(), &next, actor));
+        write_events(&mut tx, &next.name.partner, &events, next.update_time).await?;
+
         if let Some(key) = request {
             sqlx::query(
                 "INSERT INTO update_requests (request_id, fingerprint, response, create_time)
@@ -587,6 +639,35 @@ impl ContactStore for SqliteStore {
             .await
             .map_err(|e| to_error(&e, "list revisions"))?;
         rows.into_iter().map(|r| decode_revision(r, name)).collect()
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn list_events(
+        &self,
+        partner: &PartnerId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT sequence, id, type, payload FROM events
+             WHERE partner = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3",
+        )
+        .bind(partner.as_str())
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| to_error(&e, "list events"))?;
+        rows.into_iter()
+            .map(|(sequence, id, kind, payload)| {
+                Ok(StoredEvent::from_row(
+                    sequence,
+                    parse_uuid(&id)?,
+                    kind,
+                    &payload,
+                ))
+            })
+            .collect()
     }
 
     #[instrument(skip(self), err(level = "debug"))]

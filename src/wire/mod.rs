@@ -5,11 +5,13 @@
 //! numbers.
 mod answer;
 mod codec;
+mod event;
 mod ready;
 mod view;
 
 pub use answer::{ResolutionOut, gate_answer};
 pub use codec::{Encoded, EncodedCodec};
+pub use event::{encode_event, portal_user_pb, with_sequence};
 pub use ready::{Ready, STORED_FORMAT_V1};
 pub use view::{ContactInfoView, ContactView, Malformed, SupportView, WindowView};
 

@@ -33,11 +33,12 @@ enum Rpc {
     GrantPortalAccess,
     UpdatePortalUserRole,
     RevokePortalAccess,
+    ListEvents,
 }
 
 use Rpc::*;
 
-const ALL_RPCS: [Rpc; 11] = [
+const ALL_RPCS: [Rpc; 12] = [
     GetContacts,
     GetContactsAtTime,
     UpdateContacts,
@@ -49,6 +50,7 @@ const ALL_RPCS: [Rpc; 11] = [
     GrantPortalAccess,
     UpdatePortalUserRole,
     RevokePortalAccess,
+    ListEvents,
 ];
 
 impl Rpc {
@@ -65,6 +67,7 @@ impl Rpc {
             GrantPortalAccess => "GrantPortalAccess",
             UpdatePortalUserRole => "UpdatePortalUserRole",
             RevokePortalAccess => "RevokePortalAccess",
+            ListEvents => "ListEvents",
         }
     }
 }
@@ -88,6 +91,7 @@ const SERVICE_MATRIX: &[(&[&str], &[Rpc])] = &[
             RevokePortalAccess,
         ],
     ),
+    (&["events.read"], &[ListEvents]),
     // History needs a read scope beside it.
     (&["history.read"], &[]),
     (
@@ -396,6 +400,14 @@ impl World {
                 c.revoke_portal_access(as_caller(token, req))
                     .await
                     .map(drop)
+            }
+            ListEvents => {
+                let req = pb::ListEventsRequest {
+                    parent,
+                    page_size: 1,
+                    ..Default::default()
+                };
+                c.list_events(as_caller(token, req)).await.map(drop)
             }
         }
     }

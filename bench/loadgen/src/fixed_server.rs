@@ -66,6 +66,13 @@ impl ContactsService for Fixed {
         unimplemented()
     }
 
+    async fn list_events(
+        &self,
+        _: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        unimplemented()
+    }
+
     async fn copy_contact_info(
         &self,
         _: Request<pb::CopyContactInfoRequest>,

@@ -16,6 +16,7 @@ use crate::common::{Backend, TestServer};
 
 mod audience;
 mod copy;
+mod events;
 mod gate;
 mod get;
 mod history;

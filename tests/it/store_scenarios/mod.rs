@@ -2,6 +2,7 @@
 //! so must PostgreSQL behind the cache, the store production calls. Every
 //! read also checks the ready form production serves (GetContacts, the gate
 //! and ResolveRecipients read nothing else) against the decoded row.
+mod events;
 mod history;
 mod ready;
 mod users;
