@@ -156,6 +156,43 @@ pub struct ServeArgs {
     )]
     pub shutdown_grace_seconds: u64,
 
+    /// NATS server the events relay publishes the outbox to (JetStream),
+    /// e.g. `nats://nats:4222`. Unset (the default): events stay in the
+    /// database, listed by ListEvents. Help never prints the variable's
+    /// value: the URL may hold credentials.
+    #[arg(long, env = "PARTNER_CONTACTS_EVENTS_NATS_URL", hide_env_values = true)]
+    pub events_nats_url: Option<String>,
+
+    /// JetStream stream the relay publishes to; created when missing, with
+    /// the subjects `{--events-subject-prefix}.>` and a 2-minute duplicate
+    /// window.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_EVENTS_NATS_STREAM",
+        default_value = "PARTNER_CONTACTS_EVENTS"
+    )]
+    pub events_nats_stream: String,
+
+    /// Subject prefix: an event of type `contacts.changed` is published on
+    /// `{prefix}.contacts.changed`.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_EVENTS_SUBJECT_PREFIX",
+        default_value = "partner_contacts.events",
+        value_parser = parse_subject_prefix
+    )]
+    pub events_subject_prefix: String,
+
+    /// Hours a published event stays in the database (for ListEvents)
+    /// before it is deleted. Events not yet published are never deleted.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_EVENTS_RETENTION_HOURS",
+        default_value_t = 168,
+        value_parser = clap::value_parser!(u64).range(1..=87_600)
+    )]
+    pub events_retention_hours: u64,
+
     /// Compile every country's phone number patterns before listening (about
     /// a second of both cores), so that no request pays for it. `false` only
     /// for profiling under valgrind, where it takes minutes: the first number
@@ -202,7 +239,7 @@ impl Cli {
 /// names the variable but not its value. Every other variable's value is shown
 /// when set (operators like to see what a pod runs with): all of them are
 /// addresses, paths, sizes, timeouts and log settings.
-pub const SECRET_ENV_VARS: &[&str] = &["DATABASE_URL"];
+pub const SECRET_ENV_VARS: &[&str] = &["DATABASE_URL", "PARTNER_CONTACTS_EVENTS_NATS_URL"];
 
 #[derive(clap::Args)]
 pub struct DatabaseArgs {
@@ -283,7 +320,35 @@ pub enum ChangeFeedMode {
     Ttl,
 }
 
+/// NATS subject tokens: letters, digits, `_` and `-`, separated by dots.
+fn parse_subject_prefix(s: &str) -> Result<String, String> {
+    let token_ok = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if s.split('.').all(token_ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "must be dot-separated tokens of letters, digits, '_' and '-' (no wildcards)"
+                .to_owned(),
+        )
+    }
+}
+
 impl Cli {
+    /// The events relay's settings; `None` without `--events-nats-url`.
+    pub fn relay_options(&self) -> Option<crate::relay::RelayOptions> {
+        let url = self.serve.events_nats_url.clone()?;
+        Some(crate::relay::RelayOptions {
+            stream: self.serve.events_nats_stream.clone(),
+            subject_prefix: self.serve.events_subject_prefix.clone(),
+            retention: Duration::from_secs(self.serve.events_retention_hours * 3600),
+            ..crate::relay::RelayOptions::new(url)
+        })
+    }
+
     /// The read cache's settings.
     pub fn cache_options(&self) -> crate::store::CacheOptions {
         let default_ttl = match self.serve.change_feed {

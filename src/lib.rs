@@ -17,6 +17,7 @@ pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod fuzzing;
+pub mod relay;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -224,6 +224,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             limits,
             counters: Default::default(),
             metrics,
+            events: cli.relay_options(),
         },
         listener,
         server::shutdown_signal(),

@@ -70,6 +70,8 @@ pub struct ServerSettings {
     pub counters: Arc<GuardCounters>,
     /// Where calls are counted and timed; `None`: not measured.
     pub metrics: Option<Arc<crate::telemetry::Metrics>>,
+    /// Where the events relay publishes; `None`: events stay in the outbox.
+    pub events: Option<crate::relay::RelayOptions>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight
@@ -107,9 +109,26 @@ pub async fn serve(
     let api = guard::Guarded::new(api, settings.limits.clone(), settings.counters.clone());
     // Outermost, so the guard's refusals are counted and traced too.
     let api = observe::Observed::new(api, settings.metrics.clone());
+    let relay_stats = settings
+        .events
+        .as_ref()
+        .map(|_| Arc::new(crate::relay::RelayStats::default()));
     if let Some(metrics) = &settings.metrics {
-        metrics.attach(cached.clone(), settings.counters.clone());
+        metrics.attach(
+            cached.clone(),
+            settings.counters.clone(),
+            relay_stats.clone(),
+        );
     }
+    let relay = match (settings.events.clone(), relay_stats) {
+        (Some(options), Some(stats)) => Some(crate::relay::spawn(
+            store.clone(),
+            options,
+            stats,
+            stop_rx.clone(),
+        )),
+        _ => None,
+    };
 
     // Health writes go through one lock so the probe can never report
     // SERVING again once draining has begun.
@@ -168,6 +187,10 @@ pub async fn serve(
         }
     };
     purge.abort();
+    if let Some(relay) = relay {
+        // It stops at the signal, after the publish in hand.
+        let _ = tokio::time::timeout(Duration::from_secs(5), relay).await;
+    }
     result
 }
 

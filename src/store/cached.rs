@@ -625,6 +625,41 @@ impl ContactStore for CachedStore {
         self.database()?.list_revisions(name, before, limit).await
     }
 
+    async fn lease_event_partners(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<(PartnerId, i64)>, Error> {
+        self.database()?
+            .lease_event_partners(owner, lease, limit)
+            .await
+    }
+
+    async fn mark_events_published(
+        &self,
+        partner: &PartnerId,
+        owner: &str,
+        through: i64,
+        lease: Duration,
+    ) -> Result<bool, Error> {
+        self.database()?
+            .mark_events_published(partner, owner, through, lease)
+            .await
+    }
+
+    async fn release_event_partner(&self, partner: &PartnerId, owner: &str) -> Result<(), Error> {
+        self.database()?.release_event_partner(partner, owner).await
+    }
+
+    async fn oldest_unpublished_event(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        self.database()?.oldest_unpublished_event().await
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        self.database()?.prune_events(before).await
+    }
+
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         self.database()?.purge_request_ids(before).await
     }

@@ -1,5 +1,6 @@
 //! Storage: one trait, one backend per file (PostgreSQL in production, SQLite embedded).
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -103,6 +104,38 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error>;
+
+    /// Leases to the relay `owner`, for `lease`, up to `limit` partners whose
+    /// events are not all published and whom no other relay holds an
+    /// unexpired lease on (one that died is taken over when its lease ends).
+    /// Returns each with the last sequence published.
+    async fn lease_event_partners(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<(PartnerId, i64)>, Error>;
+
+    /// Records that `owner` published `partner`'s events through `through`
+    /// and renews its lease; `false` (nothing recorded) when the lease is no
+    /// longer `owner`'s.
+    async fn mark_events_published(
+        &self,
+        partner: &PartnerId,
+        owner: &str,
+        through: i64,
+        lease: Duration,
+    ) -> Result<bool, Error>;
+
+    /// Gives up `owner`'s lease on `partner`.
+    async fn release_event_partner(&self, partner: &PartnerId, owner: &str) -> Result<(), Error>;
+
+    /// When the oldest event not yet published was saved, if any: the
+    /// relay's lag.
+    async fn oldest_unpublished_event(&self) -> Result<Option<DateTime<Utc>>, Error>;
+
+    /// Deletes events published before `before`; returns how many.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error>;
@@ -239,9 +272,9 @@ pub async fn open_reporting(
 pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a call waits for a connection before failing UNAVAILABLE.
-    pub acquire_timeout: std::time::Duration,
+    pub acquire_timeout: Duration,
     /// PostgreSQL `statement_timeout`: no query outlives the calls it serves.
-    pub statement_timeout: std::time::Duration,
+    pub statement_timeout: Duration,
     /// PostgreSQL: send a NOTIFY with every write and LISTEN for the others'.
     /// Off for databases or poolers without LISTEN/NOTIFY (PgBouncer in
     /// transaction mode, PostgreSQL-compatible distributed databases); caches
@@ -253,8 +286,8 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
-            acquire_timeout: std::time::Duration::from_secs(3),
-            statement_timeout: std::time::Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
             notify: true,
         }
     }

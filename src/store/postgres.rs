@@ -504,7 +504,7 @@ impl PostgresStore {
         };
         record_user_revision(&mut tx, user, change.action(), actor, at).await?;
         let event = EventRows::of(&[user_event(&change, actor, at)]);
-        events::write_events(&mut tx, partner, &event, at).await?;
+        events::write(&mut tx, partner, &event, at).await?;
         self.notify(&mut tx, &users_changed(partner)).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(change.into_user())
@@ -841,7 +841,43 @@ impl ContactStore for PostgresStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
-        events::list_events(&self.pool, partner, after, limit).await
+        events::list(&self.pool, partner, after, limit).await
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn lease_event_partners(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<(PartnerId, i64)>, Error> {
+        events::lease(&self.pool, owner, lease, limit).await
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn mark_events_published(
+        &self,
+        partner: &PartnerId,
+        owner: &str,
+        through: i64,
+        lease: Duration,
+    ) -> Result<bool, Error> {
+        events::mark_published(&self.pool, partner, owner, through, lease).await
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn release_event_partner(&self, partner: &PartnerId, owner: &str) -> Result<(), Error> {
+        events::release(&self.pool, partner, owner).await
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn oldest_unpublished_event(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        events::oldest_unpublished(&self.pool).await
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        events::prune(&self.pool, before).await
     }
 
     #[instrument(skip(self), err(level = "debug"))]

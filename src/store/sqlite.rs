@@ -1,5 +1,6 @@
 //! SQLite backend: the embedded default, one file, no setup.
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,6 +12,8 @@ use tracing::instrument;
 
 use super::classify::to_error;
 use super::outbox::{EventRows, StoredEvent};
+
+mod events;
 use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
@@ -256,7 +259,7 @@ impl SqliteStore {
         };
         record_user_revision(&mut tx, user, change.action(), actor, at).await?;
         let events = EventRows::of(&[user_event(&change, actor, at)]);
-        write_events(&mut tx, partner, &events, at).await?;
+        events::write(&mut tx, partner, &events, at).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         Ok(change.into_user())
     }
@@ -302,52 +305,6 @@ async fn partner_users(
         .await
         .map_err(|e| to_error(&e, "read portal users"))?;
     rows.into_iter().map(decode_user).collect()
-}
-
-/// Numbers `events` after the partner's last and writes them, in the
-/// caller's transaction (which holds SQLite's write lock: numbers cannot race).
-async fn write_events(
-    conn: &mut SqliteConnection,
-    partner: &PartnerId,
-    events: &EventRows,
-    at: DateTime<Utc>,
-) -> Result<(), Error> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let (last,): (i64,) = sqlx::query_as(
-        "INSERT INTO event_counters (partner, last_sequence) VALUES (?1, ?2)
-         ON CONFLICT (partner) DO UPDATE SET last_sequence = last_sequence + excluded.last_sequence
-         RETURNING last_sequence",
-    )
-    .bind(partner.as_str())
-    .bind(events.count())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| to_error(&e, "number events"))?;
-    let first = last - events.count() + 1;
-    for (i, ((id, kind), payload)) in events
-        .ids
-        .iter()
-        .zip(&events.types)
-        .zip(&events.payloads)
-        .enumerate()
-    {
-        sqlx::query(
-            "INSERT INTO events (partner, sequence, id, type, payload, create_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(partner.as_str())
-        .bind(first + i64::try_from(i).unwrap_or(i64::MAX))
-        .bind(id.hyphenated().to_string())
-        .bind(*kind)
-        .bind(payload.as_slice())
-        .bind(at.timestamp_micros())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| to_error(&e, "write event"))?;
-    }
-    Ok(())
 }
 
 async fn record_user_revision(
@@ -603,7 +560,7 @@ impl ContactStore for SqliteStore {
         .map_err(|e| to_error(&e, "record revision"))?;
 
         let events = EventRows::of(&save_events(current.as_ref(), &next, actor));
-        write_events(&mut tx, &next.name.partner, &events, next.update_time).await?;
+        events::write(&mut tx, &next.name.partner, &events, next.update_time).await?;
 
         if let Some(key) = request {
             sqlx::query(
@@ -648,26 +605,49 @@ impl ContactStore for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT sequence, id, type, payload FROM events
-             WHERE partner = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3",
-        )
-        .bind(partner.as_str())
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| to_error(&e, "list events"))?;
-        rows.into_iter()
-            .map(|(sequence, id, kind, payload)| {
-                Ok(StoredEvent::from_row(
-                    sequence,
-                    parse_uuid(&id)?,
-                    kind,
-                    &payload,
-                ))
-            })
-            .collect()
+        events::list(&self.pool, partner, after, limit).await
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn lease_event_partners(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<(PartnerId, i64)>, Error> {
+        let mut tx = self.begin_write().await?;
+        let leased = events::lease(&mut tx, owner, lease, limit).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(leased)
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn mark_events_published(
+        &self,
+        partner: &PartnerId,
+        owner: &str,
+        through: i64,
+        lease: Duration,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let marked = events::mark_published(&mut tx, partner, owner, through, lease).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(marked)
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn release_event_partner(&self, partner: &PartnerId, owner: &str) -> Result<(), Error> {
+        events::release(&self.pool, partner, owner).await
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn oldest_unpublished_event(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        events::oldest_unpublished(&self.pool).await
+    }
+
+    #[instrument(skip(self), err(level = "debug"))]
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        events::prune(&self.pool, before).await
     }
 
     #[instrument(skip(self), err(level = "debug"))]

@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::relay::RelayStats;
 use crate::store::CachedStore;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +53,7 @@ pub struct Metrics {
 struct Sources {
     store: Arc<CachedStore>,
     guard: Arc<GuardCounters>,
+    relay: Option<Arc<RelayStats>>,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,42 @@ fn counter(
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> std::fmt::Result {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// The events relay's, when one runs (`--events-nats-url`).
+fn relay_metrics(e: &mut DescriptorEncoder, r: &RelayStats) -> std::fmt::Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    counter(
+        e,
+        "partner_contacts_events_published",
+        "Events the relay published to NATS JetStream and saw acknowledged.",
+        r.published.load(Relaxed),
+    )?;
+    counter(
+        e,
+        "partner_contacts_events_duplicates",
+        "Publishes JetStream acknowledged as duplicates (redeliveries it dropped).",
+        r.duplicates.load(Relaxed),
+    )?;
+    counter(
+        e,
+        "partner_contacts_events_relay_failures",
+        "Relay rounds that failed (broker or database) and were retried after a backoff.",
+        r.failures.load(Relaxed),
+    )?;
+    let lag = ConstGauge::new(r.lag_micros.load(Relaxed) as f64 / 1e6);
+    lag.encode(e.encode_descriptor(
+        "partner_contacts_events_relay_lag_seconds",
+        "Age of the oldest event not yet published (0 when all are).",
+        None,
+        lag.metric_type(),
+    )?)?;
+    gauge(
+        e,
+        "partner_contacts_events_broker_connected",
+        "1 while the relay is connected to NATS, else 0.",
+        i64::from(r.connected.load(Relaxed)),
+    )
 }
 
 impl Collector for SourcesCollector {
@@ -162,6 +200,9 @@ impl Collector for SourcesCollector {
             "Client connections accepted.",
             g.connections.load(Relaxed),
         )?;
+        if let Some(r) = &s.relay {
+            relay_metrics(&mut e, r)?;
+        }
         Ok(())
     }
 }
@@ -208,8 +249,17 @@ impl Metrics {
     }
 
     /// Connects the scrape-time sources; the first call wins.
-    pub fn attach(&self, store: Arc<CachedStore>, guard: Arc<GuardCounters>) {
-        let _ = self.sources.set(Sources { store, guard });
+    pub fn attach(
+        &self,
+        store: Arc<CachedStore>,
+        guard: Arc<GuardCounters>,
+        relay: Option<Arc<RelayStats>>,
+    ) {
+        let _ = self.sources.set(Sources {
+            store,
+            guard,
+            relay,
+        });
     }
 
     pub fn call_started(&self) {

@@ -12,6 +12,7 @@ mod hostile;
 mod migrations;
 mod mtls;
 mod outage;
+mod relay;
 mod replicas;
 mod rolling_forms;
 mod store_scenarios;

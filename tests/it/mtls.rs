@@ -120,6 +120,7 @@ async fn mtls_server(ca: &Ca, dir: &Path) -> TestServer {
             counters: Default::default(),
             metrics: None,
             cache: Default::default(),
+            events: None,
         },
     )
     .await

@@ -327,6 +327,7 @@ pub fn dev_settings() -> ServerSettings {
         limits: Default::default(),
         counters: Default::default(),
         metrics: None,
+        events: None,
     }
 }
 

@@ -289,4 +289,78 @@ on_every_store!(
     a_failed_or_replayed_save_writes_no_event,
     portal_user_changes_are_events,
     concurrent_saves_number_events_in_commit_order,
+    relay_leases_are_exclusive_and_expire,
 );
+
+/// The relay's leases: one owner per partner at a time, taken over when
+/// it ends; progress recorded only by the owner; only published events pruned.
+async fn relay_leases_are_exclusive_and_expire(kind: StoreKind) {
+    use std::time::Duration;
+    let t = acme_store(kind).await;
+    let s = &t.store;
+    let long = Duration::from_secs(60);
+    let leased = s.lease_event_partners("a", long, 10).await.expect("lease");
+    assert_eq!(leased, [(acme(), 0)], "acme has 2 unpublished grants");
+    assert!(
+        s.lease_event_partners("b", long, 10)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "held by a"
+    );
+    assert!(
+        !s.mark_events_published(&acme(), "b", 2, long)
+            .await
+            .expect("mark"),
+        "b holds no lease"
+    );
+    assert!(
+        s.mark_events_published(&acme(), "a", 1, long)
+            .await
+            .expect("mark")
+    );
+    assert!(
+        s.oldest_unpublished_event()
+            .await
+            .expect("oldest")
+            .is_some(),
+        "event 2 is not published"
+    );
+    s.release_event_partner(&acme(), "a")
+        .await
+        .expect("release");
+    // b takes it, with a lease that ends at once; a then takes it over.
+    let taken = s
+        .lease_event_partners("b", Duration::ZERO, 10)
+        .await
+        .expect("lease");
+    assert_eq!(taken, [(acme(), 1)], "from where a got to");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        s.lease_event_partners("a", long, 10).await.expect("lease"),
+        [(acme(), 1)],
+        "b's lease ended"
+    );
+    assert!(
+        s.mark_events_published(&acme(), "a", 2, long)
+            .await
+            .expect("mark")
+    );
+    assert_eq!(s.oldest_unpublished_event().await.expect("oldest"), None);
+    assert!(
+        s.lease_event_partners("a", long, 10)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "nothing left to publish"
+    );
+
+    // A new event is unpublished; pruning takes only the published two.
+    let n = prod("acme");
+    save(&t.store, &replace_all(&n, complete_fields())).await;
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(s.prune_events(future).await.expect("prune"), 2);
+    let left = events(&t.store, &acme()).await;
+    assert_eq!(left.first().map(|e| e.sequence), Some(3));
+    assert_eq!(left.len(), 6);
+}
