@@ -193,6 +193,25 @@ pub struct ServeArgs {
     )]
     pub events_retention_hours: u64,
 
+    /// Days a confirmed address stays verified; then it must be confirmed
+    /// again (SendVerification) to count as verified.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_VERIFICATION_PERIOD_DAYS",
+        default_value_t = 365,
+        value_parser = clap::value_parser!(u64).range(1..=3650)
+    )]
+    pub verification_period_days: u64,
+
+    /// Hours a verification challenge can be confirmed after it was sent.
+    #[arg(
+        long,
+        env = "PARTNER_CONTACTS_VERIFICATION_CHALLENGE_HOURS",
+        default_value_t = 72,
+        value_parser = clap::value_parser!(u64).range(1..=720)
+    )]
+    pub verification_challenge_hours: u64,
+
     /// Compile every country's phone number patterns before listening (about
     /// a second of both cores), so that no request pays for it. `false` only
     /// for profiling under valgrind, where it takes minutes: the first number
@@ -347,6 +366,13 @@ impl Cli {
             retention: Duration::from_secs(self.serve.events_retention_hours * 3600),
             ..crate::relay::RelayOptions::new(url)
         })
+    }
+
+    pub fn verification_policy(&self) -> crate::domain::VerificationPolicy {
+        crate::domain::VerificationPolicy {
+            period: Duration::from_secs(self.serve.verification_period_days * 24 * 3600),
+            challenge_lifetime: Duration::from_secs(self.serve.verification_challenge_hours * 3600),
+        }
     }
 
     /// The read cache's settings.

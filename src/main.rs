@@ -225,6 +225,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             counters: Default::default(),
             metrics,
             events: cli.relay_options(),
+            verification: cli.verification_policy(),
         },
         listener,
         server::shutdown_signal(),

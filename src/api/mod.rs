@@ -7,6 +7,7 @@ pub mod paging;
 mod recipients;
 pub mod status;
 mod users;
+mod verification;
 mod watch;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Authenticator;
-use crate::domain::{Action, GatePolicy, Principal, partner_segment};
+use crate::domain::{Action, GatePolicy, Principal, VerificationPolicy, partner_segment};
 use crate::pb::{self, contacts_service_server::ContactsService};
 use crate::store::CachedStore;
 pub use encoded::EncodedRoutes;
@@ -28,6 +29,8 @@ pub struct ContactsApi {
     store: Arc<CachedStore>,
     policy: Arc<GatePolicy>,
     auth: Arc<Authenticator>,
+    /// How long confirmations and challenges last.
+    verification: VerificationPolicy,
     /// Turns true when the server starts draining: watch streams end then.
     draining: tokio::sync::watch::Receiver<bool>,
 }
@@ -37,12 +40,14 @@ impl ContactsApi {
         store: Arc<CachedStore>,
         policy: Arc<GatePolicy>,
         auth: Arc<Authenticator>,
+        verification: VerificationPolicy,
         draining: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             store,
             policy,
             auth,
+            verification,
             draining,
         }
     }
@@ -250,6 +255,29 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::PortalUser>, Status> {
         let principal = self.admit(&request, Action::ManagePortalUsers, &request.get_ref().name)?;
         users::update_role(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn send_verification(
+        &self,
+        request: Request<pb::SendVerificationRequest>,
+    ) -> Result<Response<pb::SendVerificationResponse>, Status> {
+        // Who may change the contacts may ask their addresses to confirm.
+        let principal = self.admit(&request, Action::UpdateContacts, &request.get_ref().name)?;
+        verification::send(self, &principal, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn confirm_contact(
+        &self,
+        request: Request<pb::ConfirmContactRequest>,
+    ) -> Result<Response<pb::AddressVerification>, Status> {
+        self.admit(&request, Action::ConfirmContact, &request.get_ref().parent)?;
+        verification::confirm(self, request.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)

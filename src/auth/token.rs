@@ -31,7 +31,7 @@ pub struct TokenArgs {
 
     /// Scope granted to a service token (repeatable): contacts.read,
     /// contacts.read_user_facing, contacts.write, gate.check, users.manage, history.read,
-    /// events.read.
+    /// events.read, contacts.verify.
     #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
     pub scopes: Vec<Scope>,
 

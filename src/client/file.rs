@@ -184,6 +184,7 @@ impl ContactFile {
             etag: self.etag.clone(),
             create_time: None,
             update_time: None,
+            address_verifications: Vec::new(),
         })
     }
 

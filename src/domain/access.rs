@@ -15,10 +15,13 @@ pub enum Scope {
     HistoryRead,
     /// List a partner's events (ListEvents).
     EventsRead,
+    /// Confirm an address with its challenge (ConfirmContact): the page a
+    /// verification link opens.
+    ContactsVerify,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Self::ContactsRead,
         Self::ContactsReadUserFacing,
         Self::ContactsWrite,
@@ -26,6 +29,7 @@ impl Scope {
         Self::UsersManage,
         Self::HistoryRead,
         Self::EventsRead,
+        Self::ContactsVerify,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Scope {
             Self::UsersManage => "users.manage",
             Self::HistoryRead => "history.read",
             Self::EventsRead => "events.read",
+            Self::ContactsVerify => "contacts.verify",
         }
     }
 
@@ -144,6 +149,9 @@ pub enum Action {
     ManagePortalUsers,
     /// Events name every contact and portal user of the partner.
     ListEvents,
+    /// The challenge is the proof; the caller only needs to be allowed to
+    /// present challenges for the partner.
+    ConfirmContact,
 }
 
 /// Which contact fields a caller may see.
@@ -238,6 +246,7 @@ impl Principal {
                     scopes.contains(Scope::UsersManage)
                 }
                 Action::ListEvents => scopes.contains(Scope::EventsRead),
+                Action::ConfirmContact => scopes.contains(Scope::ContactsVerify),
             },
             Self::PortalUser {
                 partner: own, role, ..
@@ -247,7 +256,8 @@ impl Principal {
                         Action::ReadContacts
                         | Action::ReadHistory
                         | Action::CheckGate
-                        | Action::ListPortalUsers => true,
+                        | Action::ListPortalUsers
+                        | Action::ConfirmContact => true,
                         Action::UpdateContacts => {
                             matches!(role, PortalRole::Administrator | PortalRole::Editor)
                         }

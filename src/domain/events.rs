@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{AddressChange, ContactInfo, PartnerId, PortalUser, PortalUserChange, RevisionName};
+use super::{
+    AddressChange, ContactInfo, ContactInfoName, Email, Field, PartnerId, PortalUser,
+    PortalUserChange, RevisionName,
+};
 
 /// One event, before the store numbers it within its partner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,15 @@ pub enum EventKind {
     PortalUserRoleChanged(PortalUser),
     /// The user as it was.
     PortalUserRevoked(PortalUser),
+    /// SendVerification issued `challenge` to `email`: what the mailer needs.
+    VerificationRequested {
+        contact_info: ContactInfoName,
+        email: Email,
+        fields: Vec<Field>,
+        /// The secret itself: only its hash is stored elsewhere.
+        challenge: String,
+        expire_time: DateTime<Utc>,
+    },
 }
 
 impl EventKind {
@@ -39,16 +51,18 @@ impl EventKind {
             Self::PortalUserGranted(_) => "portal_user.granted",
             Self::PortalUserRoleChanged(_) => "portal_user.role_changed",
             Self::PortalUserRevoked(_) => "portal_user.revoked",
+            Self::VerificationRequested { .. } => "verification.requested",
         }
     }
 }
 
 /// Every type name, for documentation checks and broker subjects.
-pub const EVENT_TYPES: [&str; 4] = [
+pub const EVENT_TYPES: [&str; 5] = [
     "contacts.changed",
     "portal_user.granted",
     "portal_user.role_changed",
     "portal_user.revoked",
+    "verification.requested",
 ];
 
 /// The events of a contact info save from `before` (nothing saved: `None`)
@@ -185,6 +199,6 @@ mod tests {
         .iter()
         .map(|c| user_event(c, "bob", at).kind.type_name())
         .collect();
-        assert_eq!(types, EVENT_TYPES[1..]);
+        assert_eq!(types, EVENT_TYPES[1..4]);
     }
 }

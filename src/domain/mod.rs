@@ -10,6 +10,7 @@ mod notices;
 mod portal_user;
 mod recipients;
 mod support;
+mod verification;
 
 pub use access::{Action, PortalRole, Principal, ReadView, Scope, Scopes, partner_segment};
 pub use contact::{
@@ -30,4 +31,9 @@ pub use portal_user::{
 pub use recipients::{Purpose, Resolution, resolve, resolve_with, window_open_at};
 pub use support::{
     LocalTime, MAX_SUPPORT_WINDOWS, OperationalSupport, SupportWindow, TimeZoneName, Weekday,
+};
+pub use verification::{
+    PartnerVerifications, ToVerify, Verification, VerificationFacts, VerificationPolicy,
+    VerificationState, addresses, challenge_expiry, challenge_hash, is_challenge_shaped,
+    to_challenge,
 };

@@ -72,6 +72,8 @@ pub struct ServerSettings {
     pub metrics: Option<Arc<crate::telemetry::Metrics>>,
     /// Where the events relay publishes; `None`: events stay in the outbox.
     pub events: Option<crate::relay::RelayOptions>,
+    /// How long address confirmations and challenges last.
+    pub verification: crate::domain::VerificationPolicy,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight
@@ -103,6 +105,7 @@ pub async fn serve(
         cached.clone(),
         settings.policy.clone(),
         settings.auth.clone(),
+        settings.verification,
         stop_rx.clone(),
     )
     .into_routes(settings.limits.max_request_bytes);

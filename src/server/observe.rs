@@ -34,6 +34,8 @@ const METHODS: &[&str] = &[
     "UpdatePortalUserRole",
     "RevokePortalAccess",
     "ListEvents",
+    "SendVerification",
+    "ConfirmContact",
 ];
 
 fn method_of(path: &str) -> &'static str {

@@ -14,9 +14,12 @@ use quick_cache::Equivalent;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::changes::{Change, ChangeFeed};
-use super::{ContactStore, DynStore, RequestKey, StoredEvent, UserCursor, UserDecision};
+use super::{
+    ContactStore, DynStore, NewChallenge, RequestKey, StoredEvent, UserCursor, UserDecision,
+};
 use crate::domain::{
-    ContactInfo, ContactInfoName, PartnerId, PortalUser, PortalUserEmails, Revision, Update,
+    ContactInfo, ContactInfoName, Event, PartnerId, PartnerVerifications, PortalUser,
+    PortalUserEmails, Revision, Update, VerificationFacts,
 };
 use crate::error::Error;
 use crate::wire::Ready;
@@ -658,6 +661,39 @@ impl ContactStore for CachedStore {
 
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         self.database()?.prune_events(before).await
+    }
+
+    async fn verifications(&self, partner: &PartnerId) -> Result<PartnerVerifications, Error> {
+        self.database()?.verifications(partner).await
+    }
+
+    async fn record_challenges(
+        &self,
+        partner: &PartnerId,
+        challenges: &[NewChallenge],
+        events: &[Event],
+    ) -> Result<(), Error> {
+        self.database()?
+            .record_challenges(partner, challenges, events)
+            .await?;
+        self.users_changed(partner);
+        Ok(())
+    }
+
+    async fn confirm_challenge(
+        &self,
+        partner: &PartnerId,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, VerificationFacts)>, Error> {
+        let confirmed = self
+            .database()?
+            .confirm_challenge(partner, hash, now)
+            .await?;
+        if confirmed.is_some() {
+            self.users_changed(partner);
+        }
+        Ok(confirmed)
     }
 
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error> {

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ContactInfo, ContactInfoName, Email, PartnerId, PortalRole, PortalUser, PortalUserChange,
-    PortalUserEmails, PortalUserName, RekeyReport, Revision, Update, change_role, grant,
-    now_micros, revoke,
+    ContactInfo, ContactInfoName, Email, Event, PartnerId, PartnerVerifications, PortalRole,
+    PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision, Update,
+    VerificationFacts, change_role, grant, now_micros, revoke,
 };
 use crate::error::Error;
 use crate::wire::Ready;
@@ -137,6 +137,31 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes events published before `before`; returns how many.
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error>;
 
+    /// The partner's verification facts, one per mailbox ever challenged.
+    async fn verifications(&self, partner: &PartnerId) -> Result<PartnerVerifications, Error>;
+
+    /// Records a new challenge for each address (its hash and expiry,
+    /// replacing any outstanding one) and writes `events` (their
+    /// `verification.requested`), in one transaction.
+    async fn record_challenges(
+        &self,
+        partner: &PartnerId,
+        challenges: &[NewChallenge],
+        events: &[Event],
+    ) -> Result<(), Error>;
+
+    /// Uses the partner's outstanding challenge whose hash is `hash` if it
+    /// has not expired by `now`: its address is verified at `now`. Returns
+    /// the address (as last challenged) and its facts; `None` when no such
+    /// challenge is outstanding (wrong, used, expired or replaced: callers
+    /// must not tell which).
+    async fn confirm_challenge(
+        &self,
+        partner: &PartnerId,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, VerificationFacts)>, Error>;
+
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_request_ids(&self, before: DateTime<Utc>) -> Result<u64, Error>;
 
@@ -213,6 +238,15 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     fn spawn_change_listener(&self, _feed: ChangeFeed) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
+}
+
+/// A challenge SendVerification issues to one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChallenge {
+    pub email: Email,
+    pub hash: [u8; 32],
+    pub create_time: DateTime<Utc>,
+    pub expire_time: DateTime<Utc>,
 }
 
 /// What [`ContactStore::mutate_portal_users`] asks the domain: given the

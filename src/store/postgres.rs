@@ -16,16 +16,18 @@ use super::coalesce::Coalescer;
 
 mod events;
 mod reads;
+mod verify;
 use super::outbox::{EventRows, StoredEvent};
 use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
-use super::{ContactStore, RequestKey, StoreOptions, UserCursor, UserDecision};
+use super::{ContactStore, NewChallenge, RequestKey, StoreOptions, UserCursor, UserDecision};
 use crate::domain::{
-    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, PartnerId, PortalUser, PortalUserChange,
-    PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
-    email_key_of_stored, now_micros, rekey, save_events, user_event, user_exists,
+    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Event, PartnerId, PartnerVerifications,
+    PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision,
+    StoredUserKey, Update, VerificationFacts, email_key_of_stored, now_micros, rekey, save_events,
+    user_event, user_exists,
 };
 use crate::error::Error;
 use crate::wire::Ready;
@@ -878,6 +880,47 @@ impl ContactStore for PostgresStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         events::prune(&self.pool, before).await
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn verifications(&self, partner: &PartnerId) -> Result<PartnerVerifications, Error> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_error(&e, "acquire"))?;
+        verify::facts(&mut conn, partner).await
+    }
+
+    /// One statement: the challenges, their events, and (at commit) the
+    /// other replicas told to drop what they cached of the partner.
+    #[instrument(skip_all, fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn record_challenges(
+        &self,
+        partner: &PartnerId,
+        challenges: &[NewChallenge],
+        events: &[Event],
+    ) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        verify::record(&mut tx, partner, challenges, &EventRows::of(events)).await?;
+        self.notify(&mut tx, &users_changed(partner)).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))
+    }
+
+    #[instrument(skip_all, fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn confirm_challenge(
+        &self,
+        partner: &PartnerId,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, VerificationFacts)>, Error> {
+        let mut tx = self.begin().await?;
+        let confirmed = verify::confirm(&mut tx, partner, hash, now).await?;
+        if confirmed.is_some() {
+            self.notify(&mut tx, &users_changed(partner)).await?;
+        }
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(confirmed)
     }
 
     #[instrument(skip(self), err(level = "debug"))]

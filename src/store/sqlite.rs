@@ -14,15 +14,17 @@ use super::classify::to_error;
 use super::outbox::{EventRows, StoredEvent};
 
 mod events;
+mod verify;
 use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
-use super::{ContactStore, RequestKey, StoreOptions, UserCursor, UserDecision};
+use super::{ContactStore, NewChallenge, RequestKey, StoreOptions, UserCursor, UserDecision};
 use crate::domain::{
-    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, PartnerId, PortalUser, PortalUserChange,
-    PortalUserEmails, PortalUserName, RekeyReport, Revision, StoredUserKey, Update,
-    email_key_of_stored, now_micros, rekey, save_events, user_event,
+    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Event, PartnerId, PartnerVerifications,
+    PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision,
+    StoredUserKey, Update, VerificationFacts, email_key_of_stored, now_micros, rekey, save_events,
+    user_event,
 };
 use crate::error::Error;
 use crate::wire::Ready;
@@ -71,11 +73,11 @@ type SqliteUserRow = (String, String, String, String, i64, i64);
 const USER_COLUMNS: &str =
     "SELECT partner, id, email, role, create_time, update_time FROM portal_users";
 
-fn from_micros(us: i64) -> Result<DateTime<Utc>, Error> {
+pub(super) fn from_micros(us: i64) -> Result<DateTime<Utc>, Error> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| internal("stored time is out of range"))
 }
 
-fn parse_uuid(s: &str) -> Result<uuid::Uuid, Error> {
+pub(super) fn parse_uuid(s: &str) -> Result<uuid::Uuid, Error> {
     uuid::Uuid::try_parse(s).map_err(|_| internal("stored id is not a UUID"))
 }
 
@@ -648,6 +650,45 @@ impl ContactStore for SqliteStore {
     #[instrument(skip(self), err(level = "debug"))]
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         events::prune(&self.pool, before).await
+    }
+
+    #[instrument(skip(self), fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn verifications(&self, partner: &PartnerId) -> Result<PartnerVerifications, Error> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_error(&e, "acquire"))?;
+        verify::facts(&mut conn, partner).await
+    }
+
+    #[instrument(skip_all, fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn record_challenges(
+        &self,
+        partner: &PartnerId,
+        challenges: &[NewChallenge],
+        events: &[Event],
+    ) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
+        verify::record(&mut tx, partner, challenges).await?;
+        let at = challenges
+            .first()
+            .map_or_else(now_micros, |c| c.create_time);
+        events::write(&mut tx, partner, &EventRows::of(events), at).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))
+    }
+
+    #[instrument(skip_all, fields(partner = %partner.as_str()), err(level = "debug"))]
+    async fn confirm_challenge(
+        &self,
+        partner: &PartnerId,
+        hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, VerificationFacts)>, Error> {
+        let mut tx = self.begin_write().await?;
+        let confirmed = verify::confirm(&mut tx, partner, hash, now).await?;
+        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
+        Ok(confirmed)
     }
 
     #[instrument(skip(self), err(level = "debug"))]

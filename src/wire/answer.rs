@@ -201,6 +201,7 @@ mod tests {
                     language_code: r.language_code.into(),
                     phone_number: r.phone_number.into(),
                     field: field.as_str().into(),
+                    verification_state: 0,
                 })
                 .collect(),
             fallback: out.fallback.map(|(requested, used)| pb::Fallback {

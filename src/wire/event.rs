@@ -74,6 +74,19 @@ pub fn encode_event(e: &Event) -> Vec<u8> {
         | EventKind::PortalUserRevoked(u) => Payload::PortalUserChanged(pb::PortalUserChanged {
             portal_user: Some(portal_user_pb(u)),
         }),
+        EventKind::VerificationRequested {
+            contact_info,
+            email,
+            fields,
+            challenge,
+            expire_time,
+        } => Payload::VerificationRequested(pb::VerificationRequested {
+            email: email.as_str().to_owned(),
+            contact_info: contact_info.to_string(),
+            fields: fields.iter().map(|f| f.as_str().to_owned()).collect(),
+            challenge: challenge.clone(),
+            expire_time: Some(timestamp(*expire_time)),
+        }),
     };
     pb::Event {
         name: format!(

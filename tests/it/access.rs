@@ -34,11 +34,13 @@ enum Rpc {
     UpdatePortalUserRole,
     RevokePortalAccess,
     ListEvents,
+    SendVerification,
+    ConfirmContact,
 }
 
 use Rpc::*;
 
-const ALL_RPCS: [Rpc; 12] = [
+const ALL_RPCS: [Rpc; 14] = [
     GetContacts,
     GetContactsAtTime,
     UpdateContacts,
@@ -51,6 +53,8 @@ const ALL_RPCS: [Rpc; 12] = [
     UpdatePortalUserRole,
     RevokePortalAccess,
     ListEvents,
+    SendVerification,
+    ConfirmContact,
 ];
 
 impl Rpc {
@@ -68,6 +72,8 @@ impl Rpc {
             UpdatePortalUserRole => "UpdatePortalUserRole",
             RevokePortalAccess => "RevokePortalAccess",
             ListEvents => "ListEvents",
+            SendVerification => "SendVerification",
+            ConfirmContact => "ConfirmContact",
         }
     }
 }
@@ -80,7 +86,11 @@ const SERVICE_MATRIX: &[(&[&str], &[Rpc])] = &[
         &["contacts.read_user_facing"],
         &[GetContacts, ResolveRecipients],
     ),
-    (&["contacts.write"], &[UpdateContacts, CopyContactInfo]),
+    (
+        &["contacts.write"],
+        &[UpdateContacts, CopyContactInfo, SendVerification],
+    ),
+    (&["contacts.verify"], &[ConfirmContact]),
     (&["gate.check"], &[CheckOnboardingGate]),
     (
         &["users.manage"],
@@ -129,6 +139,8 @@ const PORTAL_MATRIX: &[(PortalRole, &[Rpc])] = &[
             ResolveRecipients,
             ListContactInfoRevisions,
             ListPortalUsers,
+            SendVerification,
+            ConfirmContact,
         ],
     ),
     (
@@ -140,6 +152,7 @@ const PORTAL_MATRIX: &[(PortalRole, &[Rpc])] = &[
             ResolveRecipients,
             ListContactInfoRevisions,
             ListPortalUsers,
+            ConfirmContact,
         ],
     ),
 ];
@@ -309,6 +322,43 @@ impl World {
             .name
     }
 
+    /// A fresh challenge for an address of `target`'s production contacts,
+    /// sent and read from its events by the setup caller; any well-formed
+    /// string for `nobody`.
+    async fn challenge_for(&self, target: Target) -> String {
+        if target == Target::Missing {
+            return "0".repeat(64);
+        }
+        let partner = target.partner();
+        let mut c = self.client();
+        let send = pb::SendVerificationRequest {
+            name: prod_of(partner),
+            emails: vec!["merchants@example.com".to_owned()],
+        };
+        c.send_verification(as_caller(self.setup.as_deref(), send))
+            .await
+            .unwrap_or_else(|s| panic!("setup SendVerification failed: {s:?}"));
+        let list = pb::ListEventsRequest {
+            parent: format!("partners/{partner}"),
+            page_size: 1000,
+            ..Default::default()
+        };
+        let events = c
+            .list_events(as_caller(self.setup.as_deref(), list))
+            .await
+            .unwrap_or_else(|s| panic!("setup ListEvents failed: {s:?}"))
+            .into_inner()
+            .events;
+        events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.payload {
+                Some(pb::event::Payload::VerificationRequested(v)) => Some(v.challenge.clone()),
+                _ => None,
+            })
+            .expect("a verification.requested event")
+    }
+
     /// `rpc` on `target`'s data as `token`'s caller. Each request is valid and,
     /// when allowed, succeeds whatever ran before it.
     async fn call(&self, token: Option<&str>, rpc: Rpc, target: Target) -> Result<(), Status> {
@@ -408,6 +458,20 @@ impl World {
                     ..Default::default()
                 };
                 c.list_events(as_caller(token, req)).await.map(drop)
+            }
+            SendVerification => {
+                let req = pb::SendVerificationRequest {
+                    name,
+                    emails: vec!["dev@example.com".to_owned()],
+                };
+                c.send_verification(as_caller(token, req)).await.map(drop)
+            }
+            ConfirmContact => {
+                let req = pb::ConfirmContactRequest {
+                    challenge: self.challenge_for(target).await,
+                    parent,
+                };
+                c.confirm_contact(as_caller(token, req)).await.map(drop)
             }
         }
     }

@@ -121,6 +121,7 @@ async fn mtls_server(ca: &Ca, dir: &Path) -> TestServer {
             metrics: None,
             cache: Default::default(),
             events: None,
+            verification: Default::default(),
         },
     )
     .await

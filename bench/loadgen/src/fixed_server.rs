@@ -66,6 +66,20 @@ impl ContactsService for Fixed {
         unimplemented()
     }
 
+    async fn send_verification(
+        &self,
+        _: Request<pb::SendVerificationRequest>,
+    ) -> Result<Response<pb::SendVerificationResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn confirm_contact(
+        &self,
+        _: Request<pb::ConfirmContactRequest>,
+    ) -> Result<Response<pb::AddressVerification>, Status> {
+        unimplemented()
+    }
+
     async fn list_events(
         &self,
         _: Request<pb::ListEventsRequest>,

@@ -86,6 +86,7 @@ fn resource_to_pb(
         etag: etag.to_owned(),
         create_time: create_time.map(timestamp),
         update_time: update_time.map(timestamp),
+        address_verifications: Vec::new(),
     }
 }
 

@@ -75,6 +75,7 @@ pub(super) fn full_info(name: &str) -> pb::ContactInfo {
         etag: String::new(),
         create_time: None,
         update_time: None,
+        address_verifications: Vec::new(),
     }
 }
 

@@ -26,6 +26,7 @@ mod recipients;
 mod update;
 mod users;
 mod validation;
+mod verification;
 mod watch;
 
 pub type Client = ContactsServiceClient<Channel>;

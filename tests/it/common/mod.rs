@@ -328,6 +328,7 @@ pub fn dev_settings() -> ServerSettings {
         counters: Default::default(),
         metrics: None,
         events: None,
+        verification: Default::default(),
     }
 }
 

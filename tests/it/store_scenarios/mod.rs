@@ -6,6 +6,7 @@ mod events;
 mod history;
 mod ready;
 mod users;
+mod verification;
 
 use std::collections::HashSet;
 
