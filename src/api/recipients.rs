@@ -1,7 +1,8 @@
 //! ResolveRecipients after admission: whom the alert dispatcher should reach.
 use super::{ContactsApi, convert};
 use crate::domain::{
-    ContactInfoName, Field, Principal, Purpose, email_key_borrowed, now_micros, resolve_with,
+    ContactInfoName, Field, Principal, Purpose, VerificationState, email_key_borrowed, now_micros,
+    resolve_with,
 };
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
@@ -69,8 +70,25 @@ pub(super) async fn resolve_recipients(
         |key| users.contains(key),
     );
     let requested = purpose.fields()[0];
+    let facts = ready.verifications();
+    // States now, whatever `at_time` asks about: the facts are today's.
+    let now = now_micros();
+    let states: Option<Vec<VerificationState>> = (!facts.is_empty()).then(|| {
+        resolution
+            .recipients
+            .iter()
+            .map(|(c, _)| {
+                facts
+                    .get(email_key_borrowed(c.email).as_ref())
+                    .map_or(VerificationState::Unverified, |f| {
+                        f.at(now, &api.verification).state
+                    })
+            })
+            .collect()
+    });
     let answer = ResolutionOut {
         recipients: &resolution.recipients,
+        verification: states.as_deref(),
         fallback: resolution
             .fallback
             .map(|used| (requested.as_str(), used.as_str())),

@@ -9,11 +9,14 @@ use super::{
 use crate::error::{Error, FieldViolation, InvalidReason};
 
 /// What the gate needs to know of a saved contact info: which fields hold
-/// something, and whether every alert contact is still a portal user.
+/// something, whether every alert contact is still a portal user, and which
+/// fields hold an address that is not verified (only among the fields the
+/// requirement asks to be verified: the others are not looked at).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateFacts {
     pub provided: FieldSet,
     pub alert_contacts_are_users: bool,
+    pub unverified: FieldSet,
 }
 
 impl GateFacts {
@@ -25,6 +28,7 @@ impl GateFacts {
                 .filter(|f| fields.is_provided(*f))
                 .collect(),
             alert_contacts_are_users: alert_contacts_not_users(fields, users).is_empty(),
+            unverified: FieldSet::EMPTY,
         }
     }
 }
@@ -34,6 +38,7 @@ impl GateFacts {
 pub enum FindingReason {
     RequiredFieldMissing,
     NotAPortalUser,
+    NotVerified,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +62,21 @@ impl GateResult<'_> {
     }
 }
 
-/// Which fields each integration type requires.
+/// Which fields each integration type requires, and which of them must
+/// hold only verified addresses.
 ///
 /// `alert_contacts` exist only in production, so they are never required in
 /// the sandbox whatever the policy says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatePolicy {
     default_type: String,
-    types: BTreeMap<String, FieldSet>,
+    types: BTreeMap<String, TypePolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TypePolicy {
+    required: FieldSet,
+    verified: FieldSet,
 }
 
 /// The policy file's shape (TOML); see `deploy/gate-policy.toml`.
@@ -79,6 +91,10 @@ struct PolicyFile {
 #[serde(deny_unknown_fields)]
 struct PolicyFileType {
     required_fields: Vec<String>,
+    /// Fields whose addresses must all be verified (SendVerification,
+    /// ConfirmContact) for the gate to open; none by default.
+    #[serde(default)]
+    verified_fields: Vec<String>,
 }
 
 impl GatePolicy {
@@ -87,11 +103,18 @@ impl GatePolicy {
     pub fn builtin() -> Self {
         let mut without_merchants = FieldSet::all();
         without_merchants.remove(Field::MerchantIssuesContacts);
+        let required = |required| TypePolicy {
+            required,
+            verified: FieldSet::EMPTY,
+        };
         Self {
             default_type: "reservations-e2e".to_owned(),
             types: BTreeMap::from([
-                ("reservations-e2e".to_owned(), without_merchants),
-                ("reservations-e2e-merchants".to_owned(), FieldSet::all()),
+                ("reservations-e2e".to_owned(), required(without_merchants)),
+                (
+                    "reservations-e2e-merchants".to_owned(),
+                    required(FieldSet::all()),
+                ),
             ]),
         }
     }
@@ -105,14 +128,24 @@ impl GatePolicy {
             if name.is_empty() {
                 return Err("an integration type name is empty".to_owned());
             }
-            let mut set = FieldSet::EMPTY;
-            for f in &t.required_fields {
-                let field = Field::parse(f).ok_or_else(|| {
-                    format!("integration type {name:?}: unknown field {f:?} in required_fields")
-                })?;
-                set.insert(field);
+            let fields = |list: &[String], key: &str| -> Result<FieldSet, String> {
+                let mut set = FieldSet::EMPTY;
+                for f in list {
+                    let field = Field::parse(f).ok_or_else(|| {
+                        format!("integration type {name:?}: unknown field {f:?} in {key}")
+                    })?;
+                    set.insert(field);
+                }
+                Ok(set)
+            };
+            let required = fields(&t.required_fields, "required_fields")?;
+            let verified = fields(&t.verified_fields, "verified_fields")?;
+            if verified.contains(Field::OperationalSupport) {
+                return Err(format!(
+                    "integration type {name:?}: operational_support has no addresses to verify"
+                ));
             }
-            types.insert(name, set);
+            types.insert(name, TypePolicy { required, verified });
         }
         if !types.contains_key(&file.default_integration_type) {
             return Err(format!(
@@ -146,20 +179,21 @@ impl GatePolicy {
         integration_type: &str,
         environment: Environment,
     ) -> Result<(&str, FieldSet), Error> {
-        let (name, mut set) = self.lookup(integration_type)?;
+        let (name, t) = self.lookup(integration_type)?;
+        let mut set = t.required;
         if environment == Environment::Sandbox {
             set.remove(Field::AlertContacts);
         }
         Ok((name, set))
     }
 
-    fn lookup(&self, integration_type: &str) -> Result<(&str, FieldSet), Error> {
+    fn lookup(&self, integration_type: &str) -> Result<(&str, TypePolicy), Error> {
         let key = if integration_type.is_empty() {
             self.default_type.as_str()
         } else {
             integration_type
         };
-        let Some((name, set)) = self.types.get_key_value(key) else {
+        let Some((name, t)) = self.types.get_key_value(key) else {
             let known: Vec<&str> = self.known_types().collect();
             return Err(Error::InvalidArgument {
                 reason: InvalidReason::UnknownIntegrationType,
@@ -172,7 +206,7 @@ impl GatePolicy {
                 )],
             });
         };
-        Ok((name.as_str(), *set))
+        Ok((name.as_str(), *t))
     }
 
     /// Evaluates the gate. `facts` is `None` when nothing was saved yet.
@@ -195,9 +229,15 @@ impl GatePolicy {
         environment: Environment,
     ) -> Result<Requirement<'_>, Error> {
         let (type_name, fields) = self.required(integration_type, environment)?;
+        let (_, t) = self.lookup(integration_type)?;
+        let mut verified = t.verified;
+        if environment == Environment::Sandbox {
+            verified.remove(Field::AlertContacts);
+        }
         Ok(Requirement {
             type_name,
             fields,
+            verified,
             environment,
         })
     }
@@ -208,15 +248,24 @@ impl GatePolicy {
 pub struct Requirement<'p> {
     type_name: &'p str,
     fields: FieldSet,
+    /// Fields whose addresses must all be verified.
+    verified: FieldSet,
     environment: Environment,
 }
 
 impl<'p> Requirement<'p> {
+    /// The fields whose addresses the facts must say are verified (empty
+    /// for most types: nothing then needs to be looked at).
+    pub fn verified_fields(&self) -> FieldSet {
+        self.verified
+    }
+
     /// The verdict on what is saved; `facts` is `None` when nothing is.
     pub fn evaluate(self, facts: Option<&GateFacts>) -> GateResult<'p> {
         let Self {
             type_name,
             fields: required,
+            verified,
             environment,
         } = self;
         let mut findings = Vec::new();
@@ -242,6 +291,17 @@ impl<'p> Requirement<'p> {
                     field,
                     reason: FindingReason::NotAPortalUser,
                     message: "an alert contact is not a portal user of the partner".to_owned(),
+                });
+            } else if verified.contains(field)
+                && facts.is_some_and(|f| f.unverified.contains(field))
+            {
+                findings.push(Finding {
+                    field,
+                    reason: FindingReason::NotVerified,
+                    message: format!(
+                        "an address in {} is not verified; integration type {type_name} requires verified addresses there (SendVerification)",
+                        field.as_str()
+                    ),
                 });
             }
         }
@@ -300,6 +360,55 @@ mod tests {
     fn shipped_policy_file_equals_builtin() {
         let text = include_str!("../../deploy/gate-policy.toml");
         assert_eq!(GatePolicy::from_toml(text), Ok(GatePolicy::builtin()));
+    }
+
+    #[test]
+    fn verified_fields_report_unverified_addresses() {
+        let p = GatePolicy::from_toml(
+            "default_integration_type = \"x\"\n[integration_types.x]\nrequired_fields = [\"technical_emergency_contacts\"]\nverified_fields = [\"alert_contacts\", \"technical_emergency_contacts\"]\n",
+        )
+        .expect("valid");
+        let prod = p.requirement("x", Environment::Production).expect("known");
+        assert_eq!(
+            prod.verified_fields(),
+            [Field::AlertContacts, Field::TechnicalEmergencyContacts]
+                .into_iter()
+                .collect()
+        );
+        let sandbox = p.requirement("x", Environment::Sandbox).expect("known");
+        assert_eq!(
+            sandbox.verified_fields(),
+            [Field::TechnicalEmergencyContacts].into_iter().collect()
+        );
+        let facts = GateFacts {
+            provided: [Field::TechnicalEmergencyContacts, Field::AlertContacts]
+                .into_iter()
+                .collect(),
+            alert_contacts_are_users: true,
+            unverified: [Field::TechnicalEmergencyContacts].into_iter().collect(),
+        };
+        let r = prod.evaluate(Some(&facts));
+        assert_eq!(
+            r.findings
+                .iter()
+                .map(|f| (f.field, f.reason))
+                .collect::<Vec<_>>(),
+            [(
+                Field::TechnicalEmergencyContacts,
+                FindingReason::NotVerified
+            )]
+        );
+        let verified = GateFacts {
+            unverified: FieldSet::EMPTY,
+            ..facts
+        };
+        assert!(prod.evaluate(Some(&verified)).open());
+        assert!(
+            GatePolicy::from_toml(
+                "default_integration_type = \"x\"\n[integration_types.x]\nrequired_fields = []\nverified_fields = [\"operational_support\"]\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

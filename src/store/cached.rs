@@ -15,10 +15,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::changes::{Change, ChangeFeed};
 use super::{
-    ContactStore, DynStore, NewChallenge, RequestKey, StoredEvent, UserCursor, UserDecision,
+    ContactStore, DynStore, NewChallenge, RequestKey, Saved, StoredEvent, UserCursor, UserDecision,
 };
 use crate::domain::{
-    ContactInfo, ContactInfoName, Event, PartnerId, PartnerVerifications, PortalUser,
+    ContactInfo, ContactInfoName, Environment, Event, PartnerId, PartnerVerifications, PortalUser,
     PortalUserEmails, Revision, Update, VerificationFacts,
 };
 use crate::error::Error;
@@ -465,10 +465,18 @@ impl CachedStore {
                     self.cache.remove(&KeyRef::Contacts(name));
                 }
             }
-            Change::PortalUsers { partner } => {
-                self.cache.remove(&KeyRef::Users(partner));
-            }
+            Change::PortalUsers { partner } => self.forget_partner(partner),
             Change::Resync => self.cache.clear(),
+        }
+    }
+
+    /// Drops the partner's users and, since they carry its verification
+    /// facts, its contact infos: a portal-user or verification change.
+    fn forget_partner(&self, partner: &PartnerId) {
+        self.cache.remove(&KeyRef::Users(partner));
+        for environment in [Environment::Sandbox, Environment::Production] {
+            let name = ContactInfoName::new(partner.clone(), environment);
+            self.cache.remove(&KeyRef::Contacts(&name));
         }
     }
 
@@ -476,7 +484,7 @@ impl CachedStore {
         {
             let _writing = self.lock_writing();
             self.epoch.fetch_add(1, Ordering::SeqCst);
-            self.cache.remove(&KeyRef::Users(partner));
+            self.forget_partner(partner);
         }
         self.applied.publish(Change::PortalUsers {
             partner: partner.clone(),
@@ -589,32 +597,44 @@ impl ContactStore for CachedStore {
         self.database()?.get_at(name, at).await
     }
 
-    async fn update(
+    async fn save(
         &self,
         update: &Update,
         request: Option<&RequestKey>,
         actor: &str,
-    ) -> Result<ContactInfo, Error> {
-        let saved = self.database()?.update(update, request, actor).await?;
-        let ready = Arc::new(Ready::of(&saved));
+    ) -> Result<Saved, Error> {
+        let saved = self.database()?.save(update, request, actor).await?;
+        let info = &saved.info;
+        // Held with the verification facts read in the save's transaction;
+        // a replayed request read none, so its entry is dropped instead and
+        // the next read goes to the database.
+        let ready = saved
+            .verifications
+            .clone()
+            .map(|facts| Arc::new(Ready::of(info).with_verifications(facts)));
         {
             let _writing = self.lock_writing();
             self.epoch.fetch_add(1, Ordering::SeqCst);
             // A replayed request, or a save that finished after a newer
             // one, may return an older revision than the cache has.
             if self
-                .cached_revision(&saved.name)
-                .is_none_or(|r| r < saved.revision)
+                .cached_revision(&info.name)
+                .is_none_or(|r| r < info.revision)
             {
-                self.hold(
-                    Key::Contacts(saved.name.clone()),
-                    Entry::Contacts(Some(ready)),
-                );
+                match ready {
+                    Some(ready) => self.hold(
+                        Key::Contacts(info.name.clone()),
+                        Entry::Contacts(Some(ready)),
+                    ),
+                    None => {
+                        self.cache.remove(&KeyRef::Contacts(&info.name));
+                    }
+                }
             }
         }
         self.applied.publish(Change::ContactInfo {
-            name: saved.name.clone(),
-            revision: saved.revision,
+            name: info.name.clone(),
+            revision: info.revision,
         });
         Ok(saved)
     }

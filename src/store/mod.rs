@@ -85,7 +85,19 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
         update: &Update,
         request: Option<&RequestKey>,
         actor: &str,
-    ) -> Result<ContactInfo, Error>;
+    ) -> Result<ContactInfo, Error> {
+        self.save(update, request, actor).await.map(|s| s.info)
+    }
+
+    /// [`Self::update`], with the partner's verification facts read in the
+    /// same transaction, so that the cache can hold the saved form without
+    /// another read.
+    async fn save(
+        &self,
+        update: &Update,
+        request: Option<&RequestKey>,
+        actor: &str,
+    ) -> Result<Saved, Error>;
 
     /// Revisions older than revision `before` (all when `None`), newest
     /// first, at most `limit`.
@@ -238,6 +250,16 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
     fn spawn_change_listener(&self, _feed: ChangeFeed) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
+}
+
+/// What a save returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The resource as saved (for a replayed request, as first saved).
+    pub info: ContactInfo,
+    /// The partner's verification facts at the save; `None` for a replayed
+    /// request, which reads nothing.
+    pub verifications: Option<PartnerVerifications>,
 }
 
 /// A challenge SendVerification issues to one address.

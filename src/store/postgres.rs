@@ -22,7 +22,9 @@ use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
-use super::{ContactStore, NewChallenge, RequestKey, StoreOptions, UserCursor, UserDecision};
+use super::{
+    ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
+};
 use crate::domain::{
     ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Event, PartnerId, PartnerVerifications,
     PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision,
@@ -328,7 +330,7 @@ impl PostgresStore {
         update: &Update,
         request: Option<&RequestKey>,
         actor: &str,
-    ) -> Result<Option<ContactInfo>, Error> {
+    ) -> Result<Option<Saved>, Error> {
         let mut tx = self.begin().await?;
 
         if let Some(key) = request {
@@ -354,7 +356,12 @@ impl PostgresStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| to_error(&e, "read request id"))?;
-                return replay(key, &fingerprint, response.as_deref()).map(Some);
+                return replay(key, &fingerprint, response.as_deref()).map(|info| {
+                    Some(Saved {
+                        info,
+                        verifications: None,
+                    })
+                });
             }
         }
 
@@ -411,15 +418,16 @@ impl PostgresStore {
                  UPDATE update_requests SET response = $12::jsonb
                  WHERE request_id = $15 AND EXISTS (SELECT 1 FROM written)
              )
-             {}",
+             SELECT ({}), {}",
             events::events_ctes("written", 1, 18, 19, 20, 6),
             if self.notify {
                 "SELECT count(*) FROM (SELECT pg_notify($13, $14) FROM written) AS notified"
             } else {
                 "SELECT count(*) FROM written"
-            }
+            },
+            verify::facts_array!("$1"),
         );
-        let written: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        let (written, facts): (i64, Vec<String>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(next.name.partner.as_str())
             .bind(next.name.environment.as_str())
             .bind(next.revision)
@@ -448,7 +456,10 @@ impl PostgresStore {
             return Ok(None);
         }
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(Some(next))
+        Ok(Some(Saved {
+            info: next,
+            verifications: Some(verify::parse_facts(facts)?),
+        }))
     }
 }
 
@@ -686,12 +697,21 @@ impl ContactStore for PostgresStore {
             name: name.clone(),
             users: false,
         };
-        let Some(found) = self.reads.get(key).await?.and_then(|f| f.row) else {
+        let Some(ReadFound {
+            row: Some(found),
+            verifications,
+            ..
+        }) = self.reads.get(key).await?
+        else {
             return Ok(None);
         };
+        let facts = verify::parse_facts(verifications.unwrap_or_default())?;
         match ready_row(found).into_ready()? {
-            Some(ready) => Ok(Some(ready)),
-            None => self.get(name).await.map(|i| i.as_ref().map(Ready::of)),
+            Some(ready) => Ok(Some(ready.with_verifications(facts))),
+            None => self
+                .get(name)
+                .await
+                .map(|i| i.as_ref().map(|i| Ready::of(i).with_verifications(facts))),
         }
     }
 
@@ -707,11 +727,13 @@ impl ContactStore for PostgresStore {
         let Some(ReadFound {
             row: Some(found),
             emails,
+            verifications,
         }) = self.reads.get(key).await?
         else {
             return Ok(None);
         };
         let users = email_keys(emails.unwrap_or_default());
+        let facts = verify::parse_facts(verifications.unwrap_or_default())?;
         let ready = match ready_row(found).into_ready()? {
             Some(ready) => ready,
             None => match self.get(name).await? {
@@ -719,7 +741,7 @@ impl ContactStore for PostgresStore {
                 None => return Ok(None),
             },
         };
-        Ok(Some((ready, users)))
+        Ok(Some((ready.with_verifications(facts), users)))
     }
 
     #[instrument(skip(self), err(level = "debug"))]
@@ -799,15 +821,15 @@ impl ContactStore for PostgresStore {
     }
 
     #[instrument(skip_all, fields(partner = %update.name.partner.as_str(), environment = update.name.environment.as_str(), request_id = request.map(|r| r.id.to_string())), err(level = "debug"))]
-    async fn update(
+    async fn save(
         &self,
         update: &Update,
         request: Option<&RequestKey>,
         actor: &str,
-    ) -> Result<ContactInfo, Error> {
+    ) -> Result<Saved, Error> {
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(info) = self.try_update(update, request, actor).await? {
-                return Ok(info);
+            if let Some(saved) = self.try_update(update, request, actor).await? {
+                return Ok(saved);
             }
         }
         Err(Error::Unavailable {

@@ -19,7 +19,9 @@ use super::requests::{encode_response, replay};
 use super::rows::{
     ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
 };
-use super::{ContactStore, NewChallenge, RequestKey, StoreOptions, UserCursor, UserDecision};
+use super::{
+    ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
+};
 use crate::domain::{
     ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Event, PartnerId, PartnerVerifications,
     PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision,
@@ -386,10 +388,20 @@ impl ContactStore for SqliteStore {
             },
             None => return Ok(None),
         };
-        match row.into_ready()? {
-            Some(ready) => Ok(Some(ready)),
-            None => self.get(name).await.map(|i| i.as_ref().map(Ready::of)),
-        }
+        let ready = match row.into_ready()? {
+            Some(ready) => ready,
+            None => match self.get(name).await? {
+                Some(info) => Ready::of(&info),
+                None => return Ok(None),
+            },
+        };
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| to_error(&e, "acquire"))?;
+        let facts = verify::facts(&mut conn, &name.partner).await?;
+        Ok(Some(ready.with_verifications(facts)))
     }
 
     /// Two statements: the database is in this process, so there is no
@@ -484,12 +496,12 @@ impl ContactStore for SqliteStore {
     }
 
     #[instrument(skip_all, fields(partner = %update.name.partner.as_str(), environment = update.name.environment.as_str(), request_id = request.map(|r| r.id.to_string())), err(level = "debug"))]
-    async fn update(
+    async fn save(
         &self,
         update: &Update,
         request: Option<&RequestKey>,
         actor: &str,
-    ) -> Result<ContactInfo, Error> {
+    ) -> Result<Saved, Error> {
         let mut tx = self.begin_write().await?;
 
         if let Some(key) = request {
@@ -501,7 +513,10 @@ impl ContactStore for SqliteStore {
             .await
             .map_err(|e| to_error(&e, "read request id"))?;
             if let Some((fingerprint, response)) = recorded {
-                return replay(key, &fingerprint, response.as_deref());
+                return replay(key, &fingerprint, response.as_deref()).map(|info| Saved {
+                    info,
+                    verifications: None,
+                });
             }
         }
 
@@ -577,8 +592,12 @@ impl ContactStore for SqliteStore {
             .await
             .map_err(|e| to_error(&e, "record request id"))?;
         }
+        let verifications = verify::facts(&mut tx, &next.name.partner).await?;
         tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(next)
+        Ok(Saved {
+            info: next,
+            verifications: Some(verifications),
+        })
     }
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{ContactView, Stamp, put_str};
-use crate::domain::{Field, FindingReason, GateResult};
+use crate::domain::{Field, FindingReason, GateResult, VerificationState};
 use prost::bytes::{BufMut, Bytes};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
@@ -21,6 +21,7 @@ const RECIPIENT_DISPLAY_NAME: u32 = 2;
 const RECIPIENT_LANGUAGE_CODE: u32 = 3;
 const RECIPIENT_PHONE_NUMBER: u32 = 4;
 const RECIPIENT_FIELD: u32 = 5;
+const RECIPIENT_VERIFICATION_STATE: u32 = 6;
 const FALLBACK_REQUESTED_FIELD: u32 = 1;
 const FALLBACK_USED_FIELD: u32 = 2;
 const FALLBACK_RULE: u32 = 3;
@@ -38,6 +39,7 @@ fn reason_number(r: FindingReason) -> u64 {
     match r {
         FindingReason::RequiredFieldMissing => 1,
         FindingReason::NotAPortalUser => 2,
+        FindingReason::NotVerified => 3,
     }
 }
 
@@ -86,6 +88,9 @@ pub fn gate_answer(result: &GateResult, etag: &str, evaluate_time: DateTime<Utc>
 pub struct ResolutionOut<'a> {
     /// Each contact with the field it was found in.
     pub recipients: &'a [(ContactView<'a>, Field)],
+    /// Each recipient's verification state, in the same order; `None`:
+    /// every one is UNVERIFIED (the partner has no verification facts).
+    pub verification: Option<&'a [VerificationState]>,
     pub fallback: Option<(&'a str, &'a str)>,
     pub support_open: bool,
     pub at_time: DateTime<Utc>,
@@ -116,13 +121,20 @@ impl ResolutionOut<'_> {
     pub fn encode(&self) -> Bytes {
         let at_time = Stamp::of(self.at_time);
         let mut buf = Vec::with_capacity(self.len_with(at_time));
-        for (r, field) in self.recipients {
+        for (i, (r, field)) in self.recipients.iter().enumerate() {
             message_head(RESPONSE_RECIPIENTS, recipient_len(r, *field), &mut buf);
             put_str(RECIPIENT_EMAIL, r.email, &mut buf);
             put_str(RECIPIENT_DISPLAY_NAME, r.display_name, &mut buf);
             put_str(RECIPIENT_LANGUAGE_CODE, r.language_code, &mut buf);
             put_str(RECIPIENT_PHONE_NUMBER, r.phone_number, &mut buf);
             put_str(RECIPIENT_FIELD, field.as_str(), &mut buf);
+            let state = self
+                .verification
+                .and_then(|states| states.get(i))
+                .copied()
+                .unwrap_or(VerificationState::Unverified);
+            encode_key(RECIPIENT_VERIFICATION_STATE, WireType::Varint, &mut buf);
+            encode_varint(state_number(state), &mut buf);
         }
         if let Some((requested, used)) = self.fallback {
             message_head(RESPONSE_FALLBACK, fallback_len(requested, used), &mut buf);
@@ -157,8 +169,20 @@ fn message_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
+/// `AddressVerification.State`'s numbers (each a one-byte varint).
+fn state_number(s: VerificationState) -> u64 {
+    match s {
+        VerificationState::Unverified => 1,
+        VerificationState::Pending => 2,
+        VerificationState::Verified => 3,
+        VerificationState::Failed => 4,
+    }
+}
+
 fn recipient_len(r: &ContactView<'_>, field: Field) -> usize {
-    str_len(RECIPIENT_EMAIL, r.email)
+    // The verification state: its key and a one-byte value, always written
+    // (UNVERIFIED is not the enum's zero).
+    2 + str_len(RECIPIENT_EMAIL, r.email)
         + str_len(RECIPIENT_DISPLAY_NAME, r.display_name)
         + str_len(RECIPIENT_LANGUAGE_CODE, r.language_code)
         + str_len(RECIPIENT_PHONE_NUMBER, r.phone_number)
@@ -195,13 +219,19 @@ mod tests {
             recipients: out
                 .recipients
                 .iter()
-                .map(|(r, field)| pb::Recipient {
+                .enumerate()
+                .map(|(i, (r, field))| pb::Recipient {
                     email: r.email.into(),
                     display_name: r.display_name.into(),
                     language_code: r.language_code.into(),
                     phone_number: r.phone_number.into(),
                     field: field.as_str().into(),
-                    verification_state: 0,
+                    verification_state: state_number(
+                        out.verification
+                            .and_then(|s| s.get(i))
+                            .copied()
+                            .unwrap_or(VerificationState::Unverified),
+                    ) as i32,
                 })
                 .collect(),
             fallback: out.fallback.map(|(requested, used)| pb::Fallback {
@@ -262,16 +292,24 @@ mod tests {
                 ] {
                     for support_open in [false, true] {
                         for etag in ["", "W/\"abc\""] {
-                            let out = ResolutionOut {
-                                recipients: &recipients[..n],
-                                fallback,
-                                support_open,
-                                at_time,
-                                etag,
-                            };
-                            let ours = out.encode();
-                            assert_eq!(ours.as_ref(), prost_of(&out).as_slice(), "{out:?}");
-                            assert_eq!(ours.len(), out.encoded_len());
+                            let states = [
+                                VerificationState::Verified,
+                                VerificationState::Pending,
+                                VerificationState::Failed,
+                            ];
+                            for verification in [None, Some(&states[..n])] {
+                                let out = ResolutionOut {
+                                    recipients: &recipients[..n],
+                                    verification,
+                                    fallback,
+                                    support_open,
+                                    at_time,
+                                    etag,
+                                };
+                                let ours = out.encode();
+                                assert_eq!(ours.as_ref(), prost_of(&out).as_slice(), "{out:?}");
+                                assert_eq!(ours.len(), out.encoded_len());
+                            }
                         }
                     }
                 }

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::view::{ContactInfoView, Layout, WindowView};
 use super::{day_number, put_str, put_timestamp};
 use crate::domain::{
-    Contact, ContactInfo, OperationalSupport, ReadView, SupportWindow, window_open_at,
+    Contact, ContactInfo, OperationalSupport, PartnerVerifications, ReadView, SupportWindow,
+    window_open_at,
 };
 
 /// The stored form's first byte: which layout follows. A release reads the
@@ -25,13 +26,36 @@ use crate::domain::{
 pub const STORED_FORMAT_V1: u8 = 1;
 
 /// A saved contact info, encoded for the full view.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Ready {
     revision: i64,
     encoded: Bytes,
     layout: Layout,
     support: SupportHours,
+    /// The partner's address verification facts as read with the row
+    /// (never stored in the blob: they change without a save, and their
+    /// states with time). `None`: not read (a form just encoded); readers
+    /// then know of none.
+    verifications: Option<Arc<PartnerVerifications>>,
 }
+
+/// Two ready forms are equal when they encode the same saved state; the
+/// verification facts read beside them are not part of it.
+impl PartialEq for Ready {
+    fn eq(&self, other: &Self) -> bool {
+        self.revision == other.revision
+            && self.encoded == other.encoded
+            && self.layout == other.layout
+            && self.support == other.support
+    }
+}
+
+impl Eq for Ready {}
+
+/// Shared by every ready form of a partner without verification facts, so
+/// that most cache entries hold a pointer and nothing more.
+static NO_VERIFICATIONS: std::sync::LazyLock<Arc<PartnerVerifications>> =
+    std::sync::LazyLock::new(|| Arc::new(PartnerVerifications::default()));
 
 /// Support hours, read out of the bytes once per ready form: each
 /// ResolveRecipients asks whether they are open, and reading the windows'
@@ -132,7 +156,34 @@ impl Ready {
             encoded,
             layout,
             support,
+            verifications: None,
         }
+    }
+
+    /// With the partner's verification facts, as read with it.
+    pub fn with_verifications(mut self, facts: PartnerVerifications) -> Self {
+        self.verifications = Some(if facts.is_empty() {
+            NO_VERIFICATIONS.clone()
+        } else {
+            Arc::new(facts)
+        });
+        self
+    }
+
+    /// With facts another form of the same contact info was read with.
+    pub fn sharing_verifications(mut self, facts: Arc<PartnerVerifications>) -> Self {
+        self.verifications = Some(facts);
+        self
+    }
+
+    /// The facts it was read with, if it was read (not just encoded).
+    pub fn known_verifications(&self) -> Option<&Arc<PartnerVerifications>> {
+        self.verifications.as_ref()
+    }
+
+    /// The partner's verification facts; none when not read with them.
+    pub fn verifications(&self) -> &PartnerVerifications {
+        self.verifications.as_deref().unwrap_or(&NO_VERIFICATIONS)
     }
 
     /// The stored blob: the format byte, the revision (big endian), the
@@ -204,7 +255,19 @@ impl Ready {
 
     /// Heap bytes it holds, for the cache's weigher.
     pub fn heap_bytes(&self) -> usize {
-        self.encoded.len()
+        let facts = self
+            .verifications
+            .as_ref()
+            .filter(|f| !f.is_empty())
+            .map_or(0, |f| {
+                2 * std::mem::size_of::<usize>()
+                    + f.0
+                        .iter()
+                        .map(|v| std::mem::size_of_val(v) + v.key.len())
+                        .sum::<usize>()
+            });
+        facts
+            + self.encoded.len()
             + self.support.windows.as_ref().map_or(0, |ws| {
                 // The `Arc` (its two counts and `Windows`), then the list.
                 2 * std::mem::size_of::<usize>()

@@ -4,9 +4,11 @@
 use prost::encoding::{WireType, decode_key, decode_varint};
 
 use super::day_number;
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
-    Field, FieldSet, GateFacts, LocalTime, PortalUserEmails, ReadView, TimeZoneName, Weekday,
-    email_key_borrowed,
+    Field, FieldSet, GateFacts, LocalTime, PartnerVerifications, PortalUserEmails, ReadView,
+    TimeZoneName, Verification, VerificationPolicy, VerificationState, Weekday, email_key_borrowed,
 };
 
 /// The encoded message is not what this release writes.
@@ -185,8 +187,10 @@ impl<'a> ContactInfoView<'a> {
     }
 
     /// What the gate needs, against the partner's portal users.
-    pub fn gate_facts(&self, users: &PortalUserEmails) -> GateFacts {
+    /// The gate's facts; `unverified` as [`Self::unverified`] found them.
+    pub fn gate_facts(&self, users: &PortalUserEmails, unverified: FieldSet) -> GateFacts {
         GateFacts {
+            unverified,
             provided: self.provided(),
             alert_contacts_are_users: self
                 .field(super::field_number(Field::AlertContacts))
@@ -194,6 +198,53 @@ impl<'a> ContactInfoView<'a> {
                 .map(|contact| ContactView::email(contact.bytes).unwrap_or_default())
                 .all(|email| users.contains(email_key_borrowed(email).as_ref())),
         }
+    }
+
+    /// Which of `fields` name an address that is not verified at `now`.
+    pub fn unverified(
+        &self,
+        fields: FieldSet,
+        facts: &PartnerVerifications,
+        now: DateTime<Utc>,
+        policy: &VerificationPolicy,
+    ) -> FieldSet {
+        Field::ALL
+            .into_iter()
+            .filter(|f| fields.contains(*f))
+            .filter(|f| {
+                self.contacts(*f).any(|c| {
+                    facts
+                        .get(email_key_borrowed(c.email).as_ref())
+                        .is_none_or(|v| v.at(now, policy).state != VerificationState::Verified)
+                })
+            })
+            .collect()
+    }
+
+    /// Each mailbox of the fields `view` shows that has verification facts,
+    /// once, in the order the fields first name it, with its state at `now`:
+    /// GetContacts' `address_verifications`.
+    pub fn verifications(
+        &self,
+        view: ReadView,
+        facts: &PartnerVerifications,
+        now: DateTime<Utc>,
+        policy: &VerificationPolicy,
+    ) -> Vec<(&'a str, Verification)> {
+        let mut out: Vec<(&'a str, Verification)> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
+        for field in Field::ALL.into_iter().filter(|f| view.shows(*f)) {
+            for c in self.contacts(field) {
+                let key = email_key_borrowed(c.email);
+                if let Some(f) = facts.get(key.as_ref())
+                    && !seen.contains(&f.key.as_str())
+                {
+                    seen.push(f.key.as_str());
+                    out.push((c.email, f.at(now, policy)));
+                }
+            }
+        }
+        out
     }
 
     pub fn etag(&self) -> &'a str {

@@ -375,17 +375,17 @@ async fn the_relay_lag_is_in_the_metrics() {
             .expect("request");
         let mut body = String::new();
         conn.read_to_string(&mut body).await.expect("response");
-        let value = |name: &str| -> f64 {
+        // A sample may be missing while the server is still starting.
+        let value = |name: &str| -> Option<f64> {
             body.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
                 .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
         };
-        if value("partner_contacts_events_relay_lag_seconds") > 0.0
-            && value("partner_contacts_events_relay_failures_total") > 0.0
+        if value("partner_contacts_events_relay_lag_seconds").is_some_and(|v| v > 0.0)
+            && value("partner_contacts_events_relay_failures_total").is_some_and(|v| v > 0.0)
         {
-            assert_eq!(value("partner_contacts_events_broker_connected"), 0.0);
-            assert_eq!(value("partner_contacts_events_published_total"), 0.0);
+            assert_eq!(value("partner_contacts_events_broker_connected"), Some(0.0));
+            assert_eq!(value("partner_contacts_events_published_total"), Some(0.0));
             break;
         }
         assert!(Instant::now() < deadline, "no lag measured:\n{body}");

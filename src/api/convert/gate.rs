@@ -25,6 +25,7 @@ pub fn gate_to_pb(
                         pb::GateFindingReason::RequiredFieldMissing
                     }
                     FindingReason::NotAPortalUser => pb::GateFindingReason::NotAPortalUser,
+                    FindingReason::NotVerified => pb::GateFindingReason::NotVerified,
                 } as i32,
                 message: f.message.clone(),
             })

@@ -15,6 +15,7 @@ use sqlx::{ConnectOptions, PgConnection};
 use tracing::debug;
 
 use super::PgReadyRow;
+use super::verify::facts_array;
 use crate::domain::{ContactInfoName, PartnerId};
 use crate::error::Error;
 use crate::store::classify::to_error;
@@ -38,6 +39,8 @@ pub(super) enum ReadKey {
 pub(super) struct ReadFound {
     pub row: Option<PgReadyRow>,
     pub emails: Option<Vec<String>>,
+    /// The partner's verification facts (`facts_array!`), with a row.
+    pub verifications: Option<Vec<String>>,
 }
 
 /// Keys per statement: bounds one statement's work and its answer's size.
@@ -55,27 +58,37 @@ pub(super) fn read_connections(max_connections: u32) -> u32 {
 /// when that is stale) and, where asked, the partner's portal users' emails.
 /// Every key gets a row (the contact columns NULL when there is no contact
 /// info, or when only the users were asked).
-const BATCH_READ: &str = "SELECT k.i, c.partner, c.environment, c.revision, c.etag,
+const BATCH_READ: &str = concat!(
+    "SELECT k.i, c.partner, c.environment, c.revision, c.etag,
             CASE WHEN c.ready_revision = c.revision THEN NULL ELSE c.fields::text END,
             c.create_time, c.update_time, c.ready, c.ready_revision,
             CASE WHEN k.users
-                 THEN ARRAY(SELECT email FROM portal_users p WHERE p.partner = k.partner) END
+                 THEN ARRAY(SELECT email FROM portal_users p WHERE p.partner = k.partner) END,
+            CASE WHEN c.partner IS NOT NULL THEN ",
+    facts_array!("c.partner"),
+    " END
      FROM UNNEST($1::text[], $2::text[], $3::bool[]) WITH ORDINALITY
           AS k(partner, environment, users, i)
-     LEFT JOIN contact_info c ON c.partner = k.partner AND c.environment = k.environment";
+     LEFT JOIN contact_info c ON c.partner = k.partner AND c.environment = k.environment"
+);
 
 /// [`BATCH_READ`] for one key, with the same columns: a miss that arrives
 /// alone (most of them when reads are skewed, since the cache holds the
 /// popular partners) has no arrays to unnest. pgbench with both statements
 /// over 1 000 000 rows: ~10 % more lone reads per second from the same
 /// PostgreSQL (the server's own instructions per miss barely change).
-const ONE_READ: &str = "SELECT 1::int8, c.partner, c.environment, c.revision, c.etag,
+const ONE_READ: &str = concat!(
+    "SELECT 1::int8, c.partner, c.environment, c.revision, c.etag,
             CASE WHEN c.ready_revision = c.revision THEN NULL ELSE c.fields::text END,
             c.create_time, c.update_time, c.ready, c.ready_revision,
             CASE WHEN $3::bool
-                 THEN ARRAY(SELECT email FROM portal_users p WHERE p.partner = $1::text) END
+                 THEN ARRAY(SELECT email FROM portal_users p WHERE p.partner = $1::text) END,
+            CASE WHEN c.partner IS NOT NULL THEN ",
+    facts_array!("c.partner"),
+    " END
      FROM (SELECT) AS k
-     LEFT JOIN contact_info c ON c.partner = $1::text AND c.environment = $2::text";
+     LEFT JOIN contact_info c ON c.partner = $1::text AND c.environment = $2::text"
+);
 
 type BatchRow = (
     i64,
@@ -88,6 +101,7 @@ type BatchRow = (
     Option<DateTime<Utc>>,
     Option<Vec<u8>>,
     Option<i64>,
+    Option<Vec<String>>,
     Option<Vec<String>>,
 );
 
@@ -114,7 +128,11 @@ fn found(r: BatchRow) -> Result<ReadFound, Error> {
         (None, None, None, None, None, None) => None,
         _ => return Err(internal("a contact info row with NULL columns")),
     };
-    Ok(ReadFound { row, emails: r.10 })
+    Ok(ReadFound {
+        row,
+        emails: r.10,
+        verifications: r.11,
+    })
 }
 
 /// One worker's connection, opened when first needed.

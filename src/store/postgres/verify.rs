@@ -9,6 +9,54 @@ use crate::error::Error;
 use crate::store::NewChallenge;
 use crate::store::classify::to_error;
 use crate::store::outbox::EventRows;
+use crate::store::rows::internal;
+
+/// The partner's facts as one text array (one index probe where three
+/// arrays would take three), for statements that read them beside a
+/// contact info: `{verify µs|-} {challenge expiry µs|-} {email_key}`, read
+/// back by [`parse_facts`]. `$partner` is the SQL naming the partner.
+macro_rules! facts_array {
+    ($partner:literal) => {
+        concat!(
+            "ARRAY(SELECT concat_ws(' ',
+                     coalesce((extract(epoch FROM v.verify_time) * 1000000)::int8::text, '-'),
+                     coalesce((extract(epoch FROM v.challenge_expire_time) * 1000000)::int8::text, '-'),
+                     v.email_key)
+                   FROM address_verifications v WHERE v.partner = ",
+            $partner,
+            ")"
+        )
+    };
+}
+pub(super) use facts_array;
+
+/// Facts as [`facts_array`] writes them.
+pub(super) fn parse_facts(rows: Vec<String>) -> Result<PartnerVerifications, Error> {
+    let time = |t: &str| -> Result<Option<DateTime<Utc>>, Error> {
+        if t == "-" {
+            return Ok(None);
+        }
+        t.parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .map(Some)
+            .ok_or_else(|| internal("a stored verification time is invalid"))
+    };
+    rows.into_iter()
+        .map(|row| {
+            let mut parts = row.splitn(3, ' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(verified), Some(expires), Some(key)) => Ok(VerificationFacts {
+                    key: key.to_owned(),
+                    verify_time: time(verified)?,
+                    challenge_expire_time: time(expires)?,
+                }),
+                _ => Err(internal("stored verification facts are malformed")),
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map(PartnerVerifications)
+}
 
 /// `email_key, verify_time, challenge_expire_time`.
 type FactsRow = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);

@@ -3,7 +3,7 @@
 //! refused the same way, however many are tried.
 use std::time::Duration;
 
-use partner_contacts::domain::VerificationPolicy;
+use partner_contacts::domain::{GatePolicy, VerificationPolicy};
 use partner_contacts::server::ServerSettings;
 use pb::address_verification::State;
 use tonic::Code;
@@ -201,7 +201,225 @@ async fn bad_requests_are_refused(backend: Backend) {
     assert!(requested(&mut c).await.is_empty(), "nothing was sent");
 }
 
+fn verifications(info: &pb::ContactInfo) -> Vec<(&str, State)> {
+    states(&info.address_verifications)
+}
+
+async fn pager_state(c: &mut Client) -> State {
+    let r = c
+        .resolve_recipients(pb::ResolveRecipientsRequest {
+            name: PROD.to_owned(),
+            purpose: pb::Purpose::TechnicalEmergency as i32,
+            at_time: None,
+        })
+        .await
+        .expect("ResolveRecipients")
+        .into_inner();
+    assert_eq!(r.recipients.len(), 1, "{r:?}");
+    r.recipients[0].verification_state()
+}
+
+/// A policy whose `verified-pager` type opens only with a verified pager.
+fn verified_pager_policy() -> GatePolicy {
+    GatePolicy::from_toml(
+        "default_integration_type = \"verified-pager\"\n\
+         [integration_types.verified-pager]\n\
+         required_fields = [\"technical_emergency_contacts\"]\n\
+         verified_fields = [\"technical_emergency_contacts\"]\n",
+    )
+    .expect("policy")
+}
+
+async fn gate_reasons(c: &mut Client) -> Vec<(String, i32)> {
+    gate(c, PROD, "")
+        .await
+        .expect("gate")
+        .findings
+        .into_iter()
+        .map(|f| (f.field, f.reason))
+        .collect()
+}
+
+/// GetContacts, ResolveRecipients, the gate and the saved resource follow
+/// an address from unverified to pending to verified, through the cache.
+async fn states_show_wherever_the_address_does(backend: Backend) {
+    let server = TestServer::start_with(backend, verified_pager_policy()).await;
+    let mut c = server.client.clone();
+    grant_alert_users(&mut c, "acme", None).await;
+    save(&mut c, put(complete_info(PROD))).await;
+    let not_verified = (
+        "technical_emergency_contacts".to_owned(),
+        pb::GateFindingReason::NotVerified as i32,
+    );
+
+    assert!(fetch(&mut c, PROD).await.address_verifications.is_empty());
+    assert_eq!(pager_state(&mut c).await, State::Unverified);
+    assert_eq!(
+        gate_reasons(&mut c).await,
+        std::slice::from_ref(&not_verified)
+    );
+
+    send(&mut c, &["pager.team@example.com"])
+        .await
+        .expect("send");
+    assert_eq!(
+        verifications(&fetch(&mut c, PROD).await),
+        [("Pager.Team@Example.COM", State::Pending)]
+    );
+    assert_eq!(pager_state(&mut c).await, State::Pending);
+    assert_eq!(gate_reasons(&mut c).await, [not_verified]);
+
+    let challenge = requested(&mut c).await.remove(0).challenge;
+    confirm(&mut c, "partners/acme", &challenge)
+        .await
+        .expect("confirm");
+    let info = fetch(&mut c, PROD).await;
+    assert_eq!(
+        verifications(&info),
+        [("Pager.Team@Example.COM", State::Verified)]
+    );
+    assert!(info.address_verifications[0].verify_time.is_some());
+    assert_eq!(pager_state(&mut c).await, State::Verified);
+    assert!(gate_reasons(&mut c).await.is_empty(), "the gate opens");
+
+    // A save keeps them: the resource it returns, and what is read after.
+    let mut edited = editable(info);
+    edited.address_verifications.clear();
+    edited.technical_non_emergency_contacts = vec![contact("dev-2@example.com")];
+    let saved = save(&mut c, put(edited)).await;
+    assert_eq!(
+        verifications(&saved),
+        [("Pager.Team@Example.COM", State::Verified)]
+    );
+    assert_eq!(
+        verifications(&fetch(&mut c, PROD).await),
+        [("Pager.Team@Example.COM", State::Verified)]
+    );
+    // Verification is the partner's mailbox's: the sandbox lists it too.
+    let mut sandbox = complete_info(SANDBOX);
+    sandbox.technical_emergency_contacts = vec![contact("pager.team@example.com")];
+    save(&mut c, put(sandbox)).await;
+    assert_eq!(
+        verifications(&fetch(&mut c, SANDBOX).await),
+        [("pager.team@example.com", State::Verified)]
+    );
+}
+
+/// A challenge that expires unconfirmed reads FAILED.
+async fn an_expired_challenge_reads_failed(backend: Backend) {
+    let settings = ServerSettings {
+        verification: VerificationPolicy {
+            challenge_lifetime: Duration::from_millis(400),
+            ..VerificationPolicy::default()
+        },
+        ..common::dev_settings()
+    };
+    let server = TestServer::start_configured(common::store(backend).await, settings).await;
+    let mut c = server.client.clone();
+    grant_alert_users(&mut c, "acme", None).await;
+    save(&mut c, put(complete_info(PROD))).await;
+    send(&mut c, &["dev@example.com"]).await.expect("send");
+    assert_eq!(
+        verifications(&fetch(&mut c, PROD).await),
+        [("dev@example.com", State::Pending)]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        verifications(&fetch(&mut c, PROD).await),
+        [("dev@example.com", State::Failed)],
+        "the cached entry's state follows time"
+    );
+}
+
+/// A caller limited to the user-facing view sees only the user-facing
+/// addresses' states.
+async fn the_audience_filter_applies(backend: Backend) {
+    let server = TestServer::start_with_auth(backend, common::hs256_authenticator()).await;
+    let mut c = server.client.clone();
+    let admin = common::full_access_token("setup");
+    grant_alert_users(&mut c, "acme", Some(&admin)).await;
+    save(&mut c, bearer(&admin, put(complete_info(PROD)))).await;
+    c.send_verification(bearer(
+        &admin,
+        pb::SendVerificationRequest {
+            name: PROD.to_owned(),
+            emails: vec!["support@example.com".into(), "dev@example.com".into()],
+        },
+    ))
+    .await
+    .expect("send");
+    let full = c
+        .get_contacts(bearer(
+            &admin,
+            pb::GetContactsRequest {
+                name: PROD.to_owned(),
+                read_time: None,
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        verifications(&full),
+        [
+            ("dev@example.com", State::Pending),
+            ("Support@Example.com", State::Pending)
+        ]
+    );
+    let storefront = common::service_token("storefront", &["contacts.read_user_facing"]);
+    let limited = c
+        .get_contacts(bearer(
+            &storefront,
+            pb::GetContactsRequest {
+                name: PROD.to_owned(),
+                read_time: None,
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        verifications(&limited),
+        [("Support@Example.com", State::Pending)]
+    );
+}
+
+/// A confirmation on one replica reaches what another replica has cached.
+async fn another_replica_sees_a_confirmation() {
+    let a = TestServer::start(Backend::Postgres).await;
+    let b = TestServer::start_on(a.store.another_replica().await, GatePolicy::builtin()).await;
+    let (mut ca, mut cb) = (a.client.clone(), b.client.clone());
+    grant_alert_users(&mut ca, "acme", None).await;
+    save(&mut ca, put(complete_info(PROD))).await;
+    send(&mut ca, &["dev@example.com"]).await.expect("send");
+    assert_eq!(
+        verifications(&fetch(&mut cb, PROD).await),
+        [("dev@example.com", State::Pending)],
+        "B reads (and caches) the pending state"
+    );
+    let challenge = requested(&mut ca).await.remove(0).challenge;
+    confirm(&mut ca, "partners/acme", &challenge)
+        .await
+        .expect("confirm");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while verifications(&fetch(&mut cb, PROD).await) != [("dev@example.com", State::Verified)] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica B still serves the old state"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_confirmations() {
+    another_replica_sees_a_confirmation().await;
+}
+
 on_both_backends!(
+    states_show_wherever_the_address_does,
+    an_expired_challenge_reads_failed,
+    the_audience_filter_applies,
     a_challenge_reaches_the_mailer_and_confirms_once,
     unusable_challenges_are_refused_alike,
     bad_requests_are_refused,

@@ -61,8 +61,12 @@ fn help_never_prints_a_secret_environment_value() {
             "{args:?} prints a secret:\n{stdout}{stderr}"
         );
         // Every help names the variable, without a value (`[env: NAME]`, not
-        // `[env: NAME=...]`): the subcommands inherit the global --database-url.
+        // `[env: NAME=...]`): the subcommands inherit the global --database-url;
+        // the others are the server's flags, in the top-level help.
         for name in SECRET_ENV_VARS.iter().copied().chain(["DATABASE_URL"]) {
+            if name != "DATABASE_URL" && args.len() != 1 {
+                continue;
+            }
             assert!(
                 stdout.contains(&format!("[env: {name}]")),
                 "{args:?} does not name {name}:\n{stdout}"
