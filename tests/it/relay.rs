@@ -409,3 +409,66 @@ async fn broker_outage() {
 async fn lag_in_metrics() {
     the_relay_lag_is_in_the_metrics().await;
 }
+
+/// The README's consumer (`examples/events/consumer.py`, NATS JetStream from
+/// Python, packages from PyPI into a virtualenv under `target/`) reads what
+/// the relay published, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_consumer_reads_the_events() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/events-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "cannot make {venv:?}");
+        let installed = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "-r"])
+            .arg(root.join("examples/events/requirements.txt"))
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "pip install failed");
+    }
+
+    let nats = Nats::start().await;
+    let t = common::store(Backend::Sqlite).await;
+    for i in 0..3 {
+        move_pager(&t.store, "acme", i).await;
+    }
+    let relay = start_relay(&t.store, nats.url());
+    until_all_published(&t.store, Duration::from_secs(20)).await;
+    relay.stop().await;
+
+    let consumer = root.join("examples/events/consumer.py");
+    let url = nats.url();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(consumer)
+            .args(["--url", &url, "--count", "3", "--idle-timeout", "20"])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run the consumer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "consumer failed: {stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let saved = outbox(&t.store, &["acme"]).await;
+    let ids: Vec<&str> = saved["acme"].iter().map(|(id, _)| id.as_str()).collect();
+    let read: Vec<&str> = lines
+        .iter()
+        .map(|l| l["msg_id"].as_str().expect("msg_id"))
+        .collect();
+    assert_eq!(read, ids, "{stderr}");
+    assert_eq!(
+        lines[2]["event"]["contacts_changed"]["recipients"][1]["email"],
+        "pager-2@acme.example"
+    );
+    assert_eq!(lines[2]["event"]["type"], "contacts.changed");
+}
