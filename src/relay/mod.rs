@@ -174,17 +174,33 @@ impl Relay {
     /// The broker's JetStream, connecting and creating the stream first when
     /// needed. The client reconnects by itself after a broker outage.
     async fn jetstream(&mut self) -> Result<Context, String> {
-        if let (Some(client), Some(js)) = (&self.client, &self.jetstream) {
-            let connected = client.connection_state() == async_nats::connection::State::Connected;
-            self.stats.connected.store(connected, Ordering::Relaxed);
+        if let (Some(_), Some(js)) = (&self.client, &self.jetstream) {
             let js = js.clone();
             if self.stream_lost.swap(false, Ordering::Relaxed) {
                 self.ensure_stream(&js).await?;
             }
             return Ok(js);
         }
+        // The client reconnects by itself; its events keep the gauge true
+        // to the connection even while a publish waits out an outage.
+        let stats = self.stats.clone();
         let client = async_nats::ConnectOptions::new()
             .name("partner-contacts events relay")
+            .event_callback(move |event| {
+                let stats = stats.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            stats.connected.store(true, Ordering::Relaxed);
+                        }
+                        async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                            stats.connected.store(false, Ordering::Relaxed);
+                            tracing::warn!("events relay: disconnected from NATS; reconnecting");
+                        }
+                        _ => {}
+                    }
+                }
+            })
             .connection_timeout(self.options.publish_timeout)
             .request_timeout(Some(self.options.publish_timeout))
             .connect(self.options.url.as_str())
