@@ -32,7 +32,7 @@ const PARTNERS_PER_ROUND: usize = 16;
 const EVENTS_PER_READ: usize = 100;
 /// How often published events older than the retention period are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
-/// How often the lag is measured when there is nothing to publish.
+/// How often the lag is measured.
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where and how the relay publishes.
@@ -97,7 +97,38 @@ pub fn spawn(
     stats: Arc<RelayStats>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(measure_lag(store.clone(), stats.clone(), stop.clone()));
     tokio::spawn(Relay::new(store, options, stats).run(stop))
+}
+
+/// The lag, looked at every second on its own: the relay may be waiting on
+/// a publish for as long as the broker is away.
+async fn measure_lag(
+    store: DynStore,
+    stats: Arc<RelayStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let lag = match store.oldest_unpublished_event().await {
+            Ok(None) => Some(0),
+            Ok(Some(oldest)) => Some(
+                (now_micros() - oldest)
+                    .num_microseconds()
+                    .and_then(|us| u64::try_from(us).ok())
+                    .unwrap_or(0),
+            ),
+            // Unknown (the database is away): keep the last value rather
+            // than claim there is no lag.
+            Err(_) => None,
+        };
+        if let Some(lag) = lag {
+            stats.lag_micros.store(lag, Ordering::Relaxed);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LAG_INTERVAL) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 struct Relay {
@@ -137,15 +168,14 @@ impl Relay {
         };
         let mut delays = backoff();
         let mut pruned = Instant::now();
-        let mut measured: Option<Instant> = None;
         while !*stop.borrow() {
+            if pruned.elapsed() >= PRUNE_INTERVAL {
+                pruned = Instant::now();
+                self.prune().await;
+            }
             let wait = match self.round().await {
                 Ok(sent) => {
                     delays = backoff();
-                    if sent > 0 || measured.is_none_or(|m| m.elapsed() >= LAG_INTERVAL) {
-                        self.measure_lag().await;
-                        measured = Some(Instant::now());
-                    }
                     if sent > 0 {
                         continue;
                     }
@@ -153,16 +183,11 @@ impl Relay {
                 }
                 Err(e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    self.measure_lag().await;
                     let delay = delays.next().unwrap_or(Duration::from_secs(30));
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis(), "events relay: publishing failed; will retry");
                     delay
                 }
             };
-            if pruned.elapsed() >= PRUNE_INTERVAL {
-                pruned = Instant::now();
-                self.prune().await;
-            }
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
@@ -365,19 +390,6 @@ impl Relay {
             }
             Err(_) => Err("publish not acknowledged in time".to_owned()),
         }
-    }
-
-    async fn measure_lag(&self) {
-        let lag = match self.store.oldest_unpublished_event().await {
-            Ok(None) => 0,
-            Ok(Some(oldest)) => (now_micros() - oldest)
-                .num_microseconds()
-                .and_then(|us| u64::try_from(us).ok())
-                .unwrap_or(0),
-            // Unknown: keep the last value rather than claim no lag.
-            Err(_) => return,
-        };
-        self.stats.lag_micros.store(lag, Ordering::Relaxed);
     }
 
     async fn prune(&self) {
