@@ -130,6 +130,7 @@ fn full_contact(email: &str, name: &str, phone: &str, language: &str) -> pb::Con
         display_name: name.to_owned(),
         phone_number: phone.to_owned(),
         language_code: language.to_owned(),
+        verification: None,
     }
 }
 

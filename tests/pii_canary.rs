@@ -186,6 +186,7 @@ fn contact(email: &str, name: &str, phone: &str) -> pb::Contact {
         display_name: name.to_owned(),
         phone_number: phone.to_owned(),
         language_code: "de-CH".to_owned(),
+        verification: None,
     }
 }
 

@@ -2,12 +2,12 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::{ContactsApi, convert, paging};
-use crate::domain::{FieldSet, Principal, Revision, Update, addresses, now_micros};
+use super::{ContactsApi, convert, paging, verification};
+use crate::domain::{FieldSet, Principal, Revision, Update, now_micros};
 use crate::error::{Error, FieldViolation, join_checks};
 use crate::pb;
 use crate::store::{ContactStore, RequestKey};
-use crate::wire::{Encoded, address_verification_pb, append_verifications, gate_answer};
+use crate::wire::{Encoded, gate_answer};
 
 /// GetContacts, encoded: the ready form as saved (or a copy without what
 /// the caller's view hides); a past state from the history is encoded here.
@@ -40,13 +40,13 @@ pub(super) async fn get(
                 // Most partners: the bytes as saved, nothing added.
                 return Ok(Encoded(encoded));
             }
-            let entries = ready
-                .view()
-                .verifications(view, facts, now_micros(), &api.verification);
-            let mut out = Vec::with_capacity(encoded.len() + 64 * entries.len());
-            out.extend_from_slice(&encoded);
-            append_verifications(&mut out, entries);
-            Ok(Encoded(out.into()))
+            // A partner with verification facts: its states depend on the
+            // time, so they are added to a decoded copy at each read.
+            let mut info = pb::ContactInfo::decode(encoded).map_err(|_| Error::Internal {
+                detail: "a ready form did not decode".to_owned(),
+            })?;
+            verification::annotate(&mut info, facts, now_micros(), &api.verification);
+            Ok(Encoded(info.encode_to_vec().into()))
         }
     }
 }
@@ -134,19 +134,7 @@ async fn save(
         None => api.store.verifications(&update.name.partner).await?,
     };
     let mut out = convert::contact_info_to_pb(&saved.info, view);
-    if !facts.is_empty() {
-        let now = now_micros();
-        out.address_verifications = addresses(&view.filter(&saved.info.fields))
-            .iter()
-            .filter(|a| facts.get(&a.email.comparison_key()).is_some())
-            .map(|a| {
-                address_verification_pb(
-                    a.email.as_str(),
-                    &facts.of(&a.email, now, &api.verification),
-                )
-            })
-            .collect();
-    }
+    verification::annotate(&mut out, &facts, now_micros(), &api.verification);
     Ok(out)
 }
 

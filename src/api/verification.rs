@@ -2,10 +2,13 @@
 //! to a contact info's addresses (and carried to the mailer by their
 //! events), and a challenge turned into a verified address.
 use super::{ContactsApi, convert};
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
-    ContactInfoName, Email, Event, EventKind, MAX_CONTACTS_PER_FIELD, Principal, Verification,
-    VerificationState, challenge_expiry, challenge_hash, is_challenge_shaped, now_micros,
-    parse_partner_parent, to_challenge,
+    ContactInfoName, Email, Event, EventKind, MAX_CONTACTS_PER_FIELD, PartnerVerifications,
+    Principal, Verification, VerificationPolicy, VerificationState, challenge_expiry,
+    challenge_hash, email_key_borrowed, is_challenge_shaped, now_micros, parse_partner_parent,
+    to_challenge,
 };
 use crate::error::{CONTACT_INFO_TYPE, Error, Violations};
 use crate::pb;
@@ -150,4 +153,44 @@ pub(super) async fn confirm(
         &email,
         &facts.at(now, &api.verification),
     ))
+}
+
+/// Sets each contact's `verification`, and the contact info's
+/// `address_verifications` (each mailbox once, in field order), from the
+/// partner's facts at `now`: what GetContacts, UpdateContacts and
+/// CopyContactInfo return. A contact whose address has no facts is left
+/// without one (UNVERIFIED). `info` holds only what the caller may see.
+pub(super) fn annotate(
+    info: &mut pb::ContactInfo,
+    facts: &PartnerVerifications,
+    now: DateTime<Utc>,
+    policy: &VerificationPolicy,
+) {
+    if facts.is_empty() {
+        return;
+    }
+    let mut listed: Vec<pb::AddressVerification> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
+    // Proto order, as the fields are encoded.
+    for contacts in [
+        &mut info.alert_contacts,
+        &mut info.technical_emergency_contacts,
+        &mut info.technical_non_emergency_contacts,
+        &mut info.merchant_issues_contacts,
+        &mut info.platform_operational_contacts,
+        &mut info.user_facing_operational_contacts,
+    ] {
+        for c in contacts.iter_mut() {
+            let Some(f) = facts.get(email_key_borrowed(&c.email).as_ref()) else {
+                continue;
+            };
+            let v = address_verification_pb(&c.email, &f.at(now, policy));
+            if !keys.contains(&f.key.as_str()) {
+                keys.push(f.key.as_str());
+                listed.push(v.clone());
+            }
+            c.verification = Some(v);
+        }
+    }
+    info.address_verifications = listed;
 }

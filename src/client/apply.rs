@@ -278,7 +278,7 @@ fn diff(current: Option<&pb::ContactInfo>, next: &pb::ContactInfo) -> Vec<Change
         }),
     ];
     for (field, get) in contact_fields {
-        if get(old) != get(next) {
+        if !same_contacts(get(old), get(next)) {
             changes.push(Change {
                 field,
                 old: contact_lines(get(old)),
@@ -294,6 +294,17 @@ fn diff(current: Option<&pb::ContactInfo>, next: &pb::ContactInfo) -> Vec<Change
         });
     }
     changes
+}
+
+/// The same contacts, as a file can say them: output-only parts (an
+/// address's verification state, which the stored form carries and the
+/// file's validated form does not) are not a difference.
+fn same_contacts(a: &[pb::Contact], b: &[pb::Contact]) -> bool {
+    let editable = |c: &pb::Contact| pb::Contact {
+        verification: None,
+        ..c.clone()
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| editable(x) == editable(y))
 }
 
 fn contact_lines(contacts: &[pb::Contact]) -> Vec<String> {
@@ -390,6 +401,16 @@ mod tests {
             ]
         );
         assert!(diff(Some(&new), &new).is_empty());
+        // A stored address's verification state is no difference.
+        let mut verified = new.clone();
+        for c in &mut verified.technical_emergency_contacts {
+            c.verification = Some(pb::AddressVerification {
+                email: c.email.clone(),
+                state: pb::address_verification::State::Verified as i32,
+                ..Default::default()
+            });
+        }
+        assert!(diff(Some(&verified), &new).is_empty());
         assert_eq!(diff(None, &old).len(), 1);
     }
 

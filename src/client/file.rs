@@ -142,6 +142,7 @@ impl ContactFile {
                     display_name: c.display_name.clone(),
                     phone_number: c.phone_number.clone(),
                     language_code: c.language_code.clone(),
+                    verification: None,
                 })
                 .collect()
         };

@@ -14,7 +14,7 @@ pub use answer::{ResolutionOut, gate_answer};
 pub use codec::{Encoded, EncodedCodec};
 pub use event::{encode_event, portal_user_pb, with_sequence};
 pub use ready::{Ready, STORED_FORMAT_V1};
-pub use verification::{address_verification_pb, append_verifications, state_pb};
+pub use verification::address_verification_pb;
 pub use view::{ContactInfoView, ContactView, Malformed, SupportView, WindowView};
 
 use prost::bytes::BufMut;

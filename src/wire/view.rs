@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     Field, FieldSet, GateFacts, LocalTime, PartnerVerifications, PortalUserEmails, ReadView,
-    TimeZoneName, Verification, VerificationPolicy, VerificationState, Weekday, email_key_borrowed,
+    TimeZoneName, VerificationPolicy, VerificationState, Weekday, email_key_borrowed,
 };
 
 /// The encoded message is not what this release writes.
@@ -219,32 +219,6 @@ impl<'a> ContactInfoView<'a> {
                 })
             })
             .collect()
-    }
-
-    /// Each mailbox of the fields `view` shows that has verification facts,
-    /// once, in the order the fields first name it, with its state at `now`:
-    /// GetContacts' `address_verifications`.
-    pub fn verifications(
-        &self,
-        view: ReadView,
-        facts: &PartnerVerifications,
-        now: DateTime<Utc>,
-        policy: &VerificationPolicy,
-    ) -> Vec<(&'a str, Verification)> {
-        let mut out: Vec<(&'a str, Verification)> = Vec::new();
-        let mut seen: Vec<&str> = Vec::new();
-        for field in Field::ALL.into_iter().filter(|f| view.shows(*f)) {
-            for c in self.contacts(field) {
-                let key = email_key_borrowed(c.email);
-                if let Some(f) = facts.get(key.as_ref())
-                    && !seen.contains(&f.key.as_str())
-                {
-                    seen.push(f.key.as_str());
-                    out.push((c.email, f.at(now, policy)));
-                }
-            }
-        }
-        out
     }
 
     pub fn etag(&self) -> &'a str {

@@ -112,6 +112,7 @@ pub(crate) fn contact_to_pb(c: &Contact) -> pb::Contact {
             .as_ref()
             .map_or("", |l| l.as_str())
             .to_owned(),
+        verification: None,
     }
 }
 
@@ -134,6 +135,7 @@ mod tests {
                 display_name: "a\u{0}b".into(),
                 phone_number: "650-253-0000".into(),
                 language_code: "not a tag".into(),
+                verification: None,
             },
         ];
         let vs = violations(&request(info, &["platform_operational_contacts"]));
@@ -209,6 +211,7 @@ mod tests {
                 display_name: format!("canary-7f3a\n{}", "x".repeat(100)),
                 phone_number: "+1 555 canary-7f3a".into(),
                 language_code: "canary-7f3a!".into(),
+                verification: None,
             },
             pb::Contact {
                 email: format!("canary-7f3a{}@example.com", "y".repeat(300)),

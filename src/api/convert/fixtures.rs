@@ -48,6 +48,7 @@ pub(super) fn full_info(name: &str) -> pb::ContactInfo {
             display_name: "Alert Desk".into(),
             phone_number: "+1 650-253-0000".into(),
             language_code: "en".into(),
+            verification: None,
         }],
         technical_emergency_contacts: vec![
             contact("pager@example.com"),
@@ -58,6 +59,7 @@ pub(super) fn full_info(name: &str) -> pb::ContactInfo {
             display_name: "Développeurs".into(),
             phone_number: "+41 44 668 18 00".into(),
             language_code: "pt-BR".into(),
+            verification: None,
         }],
         merchant_issues_contacts: vec![contact("merchants@example.com")],
         platform_operational_contacts: vec![contact("escalations@example.com")],

@@ -69,6 +69,7 @@ pub fn full_contact(email: &str, display_name: &str, phone: &str, language: &str
         display_name: display_name.to_owned(),
         phone_number: phone.to_owned(),
         language_code: language.to_owned(),
+        verification: None,
     }
 }
 

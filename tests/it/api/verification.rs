@@ -279,12 +279,21 @@ async fn states_show_wherever_the_address_does(backend: Backend) {
         [("Pager.Team@Example.COM", State::Verified)]
     );
     assert!(info.address_verifications[0].verify_time.is_some());
+    // Each contact carries its own: the pager's, none for the others.
+    assert_eq!(
+        info.technical_emergency_contacts[0]
+            .verification
+            .as_ref()
+            .map(|v| (v.email.as_str(), v.state())),
+        Some(("Pager.Team@Example.COM", State::Verified))
+    );
+    assert!(info.alert_contacts.iter().all(|c| c.verification.is_none()));
     assert_eq!(pager_state(&mut c).await, State::Verified);
     assert!(gate_reasons(&mut c).await.is_empty(), "the gate opens");
 
     // A save keeps them: the resource it returns, and what is read after.
+    // Output only: sent back as read, they are ignored.
     let mut edited = editable(info);
-    edited.address_verifications.clear();
     edited.technical_non_emergency_contacts = vec![contact("dev-2@example.com")];
     let saved = save(&mut c, put(edited)).await;
     assert_eq!(
@@ -381,6 +390,11 @@ async fn the_audience_filter_applies(backend: Backend) {
     assert_eq!(
         verifications(&limited),
         [("Support@Example.com", State::Pending)]
+    );
+    assert!(
+        limited.user_facing_operational_contacts[0]
+            .verification
+            .is_some()
     );
 }
 
