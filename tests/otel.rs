@@ -172,10 +172,11 @@ async fn calls_are_exported_as_spans_that_continue_the_callers_trace() {
     assert_eq!(text(update, "partner").as_deref(), Some("acme"));
     assert_eq!(int(update, "rpc.grpc.status_code"), Some(0));
 
-    // The store call is a child span with the partner.
+    // The store call (`save`, which UpdateContacts calls) is a child span
+    // with the partner.
     let store = spans
         .iter()
-        .find(|s| s.name == "update" && s.parent_span_id == update.span_id)
+        .find(|s| s.name == "save" && s.parent_span_id == update.span_id)
         .unwrap_or_else(|| panic!("no store span under the call among {:?}", names(&spans)));
     assert_eq!(store.trace_id, update.trace_id);
     assert_eq!(text(store, "partner").as_deref(), Some("acme"));
