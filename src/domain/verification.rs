@@ -64,6 +64,16 @@ impl Verification {
 }
 
 impl VerificationFacts {
+    /// The facts of the mailbox `key` just confirmed at `now`: its challenge
+    /// is used up.
+    pub fn confirmed(key: String, now: DateTime<Utc>) -> Self {
+        Self {
+            key,
+            verify_time: Some(now),
+            challenge_expire_time: None,
+        }
+    }
+
     /// The state at `now`: a confirmation within its period wins over a
     /// newer challenge (re-verifying early unverifies nothing); otherwise an
     /// outstanding challenge is pending until it expires, then failed.

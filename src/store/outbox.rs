@@ -1,6 +1,8 @@
 //! The outbox's rows, shared by both backends: events encoded for their
 //! change's transaction, and events as read back for ListEvents and the relay.
-use crate::domain::Event;
+use crate::domain::{Event, PartnerId};
+use crate::error::Error;
+use crate::store::rows::internal;
 use crate::wire::{encode_event, with_sequence};
 
 /// The events of one change, column by column (PostgreSQL binds each as an
@@ -61,4 +63,15 @@ impl StoredEvent {
             event: with_sequence(payload, sequence),
         }
     }
+}
+
+/// The partners a lease query returned, with how far each was published.
+pub(crate) fn leased(rows: Vec<(String, i64)>) -> Result<Vec<(PartnerId, i64)>, Error> {
+    rows.into_iter()
+        .map(|(partner, published)| {
+            let partner =
+                PartnerId::parse(&partner).map_err(|_| internal("stored partner id is invalid"))?;
+            Ok((partner, published))
+        })
+        .collect()
 }

@@ -7,29 +7,27 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{Sqlite, Transaction};
 use tracing::instrument;
 
 use super::classify::to_error;
 use super::outbox::{EventRows, StoredEvent};
 
 mod events;
+mod users;
 mod verify;
 use super::requests::{encode_response, replay};
-use super::rows::{
-    ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, encode_user, internal,
-};
+use super::rows::{ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, internal};
 use super::{
     ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
 };
 use crate::domain::{
-    ContactInfo, ContactInfoName, EMAIL_KEY_SCHEME, Event, PartnerId, PartnerVerifications,
-    PortalUser, PortalUserChange, PortalUserEmails, PortalUserName, RekeyReport, Revision,
-    StoredUserKey, Update, VerificationFacts, email_key_of_stored, now_micros, rekey, save_events,
-    user_event,
+    ContactInfo, ContactInfoName, Event, PartnerId, PartnerVerifications, PortalUser,
+    PortalUserEmails, RekeyReport, Revision, Update, VerificationFacts, now_micros, save_events,
 };
 use crate::error::Error;
 use crate::wire::Ready;
+use users::user_emails;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -70,9 +68,9 @@ const REVISION_COLUMNS: &str = "SELECT revision, actor, request_id, changed_fiel
             resource_create_time, create_time, source
      FROM contact_info_revisions WHERE partner = ?1 AND environment = ?2";
 
-type SqliteUserRow = (String, String, String, String, i64, i64);
+pub(super) type SqliteUserRow = (String, String, String, String, i64, i64);
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "SELECT partner, id, email, role, create_time, update_time FROM portal_users";
 
 pub(super) fn from_micros(us: i64) -> Result<DateTime<Utc>, Error> {
@@ -111,7 +109,7 @@ fn decode_revision(r: SqliteRevisionRow, name: &ContactInfoName) -> Result<Revis
     .into_domain(name)
 }
 
-fn decode_user(r: SqliteUserRow) -> Result<PortalUser, Error> {
+pub(super) fn decode_user(r: SqliteUserRow) -> Result<PortalUser, Error> {
     UserRow {
         partner: r.0,
         id: parse_uuid(&r.1)?,
@@ -161,113 +159,6 @@ impl SqliteStore {
             .map_err(|e| format!("recomputing portal users' email keys failed: {e}"))
     }
 
-    async fn rekey_portal_users(&self) -> Result<RekeyReport, Error> {
-        let mut tx = self.begin_write().await?;
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT partner, id, email, create_time FROM portal_users
-             WHERE partner IN (SELECT partner FROM portal_users WHERE email_key_scheme < 2)",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| to_error(&e, "read portal users to rekey"))?;
-        if rows.is_empty() {
-            return Ok(RekeyReport::default());
-        }
-        let users = rows
-            .into_iter()
-            .map(|(partner, id, email, created)| {
-                Ok(StoredUserKey {
-                    name: PortalUserName {
-                        partner: PartnerId::parse(&partner)
-                            .map_err(|_| internal("stored partner id is invalid"))?,
-                        id: parse_uuid(&id)?,
-                    },
-                    email,
-                    create_time: from_micros(created)?,
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let plan = rekey(users);
-        // Out of the way first: a row's new key may be another row's old one.
-        sqlx::query(
-            "UPDATE portal_users SET email_key = 'rekey:' || id
-             WHERE partner IN (SELECT partner FROM portal_users WHERE email_key_scheme < 2)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| to_error(&e, "clear old email keys"))?;
-        for r in &plan {
-            sqlx::query(
-                "UPDATE portal_users SET email_key = ?3, email_key_scheme = ?4, shares_mailbox_with = ?5
-                 WHERE partner = ?1 AND id = ?2",
-            )
-            .bind(r.name.partner.as_str())
-            .bind(r.name.id.hyphenated().to_string())
-            .bind(&r.key)
-            .bind(EMAIL_KEY_SCHEME)
-            .bind(r.shares_mailbox_with.map(|u| u.hyphenated().to_string()))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| to_error(&e, "write new email key"))?;
-        }
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(RekeyReport::of(&plan))
-    }
-
-    /// One change to `partner`'s portal users: loads them under the write
-    /// lock, lets `decide` (a domain rule, no I/O) say what changes, writes
-    /// that and its revision; all in one transaction.
-    async fn mutate_users(
-        &self,
-        partner: &PartnerId,
-        actor: &str,
-        decide: impl FnOnce(&[PortalUser]) -> Result<PortalUserChange, Error>,
-    ) -> Result<PortalUser, Error> {
-        let mut tx = self.begin_write().await?;
-        let users = partner_users(&mut tx, partner).await?;
-        let change = decide(&users)?;
-        let user = change.user();
-        let id = user.name.id.hyphenated().to_string();
-        match &change {
-            PortalUserChange::Grant(u) => sqlx::query(
-                "INSERT INTO portal_users
-                     (partner, id, email, email_key, role, create_time, update_time, email_key_scheme)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-            )
-            .bind(partner.as_str())
-            .bind(id)
-            .bind(u.email.as_str())
-            .bind(u.email.comparison_key())
-            .bind(u.role.as_str())
-            .bind(u.create_time.timestamp_micros())
-            .bind(EMAIL_KEY_SCHEME),
-            PortalUserChange::UpdateRole(u) => sqlx::query(
-                "UPDATE portal_users SET role = ?3, update_time = ?4 WHERE partner = ?1 AND id = ?2",
-            )
-            .bind(partner.as_str())
-            .bind(id)
-            .bind(u.role.as_str())
-            .bind(u.update_time.timestamp_micros()),
-            PortalUserChange::Revoke(_) => {
-                sqlx::query("DELETE FROM portal_users WHERE partner = ?1 AND id = ?2")
-                    .bind(partner.as_str())
-                    .bind(id)
-            }
-        }
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| to_error(&e, "write portal user"))?;
-        let at = match &change {
-            PortalUserChange::Revoke(_) => now_micros(),
-            _ => user.update_time,
-        };
-        record_user_revision(&mut tx, user, change.action(), actor, at).await?;
-        let events = EventRows::of(&[user_event(&change, actor, at)]);
-        events::write(&mut tx, partner, &events, at).await?;
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(change.into_user())
-    }
-
     /// IMMEDIATE takes the write lock up front: SQLite then runs writes one
     /// at a time, so each read-check-write below cannot interleave.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Error> {
@@ -276,62 +167,6 @@ impl SqliteStore {
             .await
             .map_err(|e| to_error(&e, "begin"))
     }
-}
-
-async fn user_emails(
-    conn: &mut SqliteConnection,
-    partner: &PartnerId,
-) -> Result<PortalUserEmails, Error> {
-    // Keys are computed here from the addresses, not read from `email_key`:
-    // a row an older release wrote during a rollout holds an older key.
-    let emails: Vec<(String,)> =
-        sqlx::query_as("SELECT email FROM portal_users WHERE partner = ?1")
-            .bind(partner.as_str())
-            .fetch_all(conn)
-            .await
-            .map_err(|e| to_error(&e, "read portal users"))?;
-    Ok(emails
-        .into_iter()
-        .map(|(e,)| email_key_of_stored(&e))
-        .collect())
-}
-
-/// Every portal user of `partner`; inside a write transaction, which holds
-/// SQLite's write lock, so they cannot change until it ends.
-async fn partner_users(
-    conn: &mut SqliteConnection,
-    partner: &PartnerId,
-) -> Result<Vec<PortalUser>, Error> {
-    let sql = format!("{USER_COLUMNS} WHERE partner = ?1");
-    let rows: Vec<SqliteUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(partner.as_str())
-        .fetch_all(conn)
-        .await
-        .map_err(|e| to_error(&e, "read portal users"))?;
-    rows.into_iter().map(decode_user).collect()
-}
-
-async fn record_user_revision(
-    conn: &mut SqliteConnection,
-    user: &PortalUser,
-    action: &str,
-    actor: &str,
-    at: DateTime<Utc>,
-) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO portal_user_revisions (partner, user_id, action, actor, resource, create_time)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .bind(user.name.partner.as_str())
-    .bind(user.name.id.hyphenated().to_string())
-    .bind(action)
-    .bind(actor)
-    .bind(encode_user(user)?)
-    .bind(at.timestamp_micros())
-    .execute(conn)
-    .await
-    .map(|_| ())
-    .map_err(|e| to_error(&e, "record portal user revision"))
 }
 
 #[async_trait]

@@ -8,8 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::domain::PartnerId;
 use crate::error::Error;
 use crate::store::classify::to_error;
-use crate::store::outbox::{EventRows, StoredEvent};
-use crate::store::rows::internal;
+use crate::store::outbox::{EventRows, StoredEvent, leased};
 
 /// Two CTEs, to run inside a statement whose CTE `gate` has one row when the
 /// change happened and none when it did not: they take the
@@ -116,13 +115,7 @@ pub(super) async fn lease(
     .fetch_all(pool)
     .await
     .map_err(|e| to_error(&e, "lease event partners"))?;
-    rows.into_iter()
-        .map(|(partner, published)| {
-            let partner =
-                PartnerId::parse(&partner).map_err(|_| internal("stored partner id is invalid"))?;
-            Ok((partner, published))
-        })
-        .collect()
+    leased(rows)
 }
 
 pub(super) async fn mark_published(

@@ -11,8 +11,7 @@ use super::{from_micros, parse_uuid};
 use crate::domain::{PartnerId, now_micros};
 use crate::error::Error;
 use crate::store::classify::to_error;
-use crate::store::outbox::{EventRows, StoredEvent};
-use crate::store::rows::internal;
+use crate::store::outbox::{EventRows, StoredEvent, leased};
 
 fn lease_end(lease: Duration) -> i64 {
     let micros = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
@@ -115,13 +114,7 @@ pub(super) async fn lease(
     .fetch_all(conn)
     .await
     .map_err(|e| to_error(&e, "lease event partners"))?;
-    rows.into_iter()
-        .map(|(partner, published)| {
-            let partner =
-                PartnerId::parse(&partner).map_err(|_| internal("stored partner id is invalid"))?;
-            Ok((partner, published))
-        })
-        .collect()
+    leased(rows)
 }
 
 pub(super) async fn mark_published(

@@ -80,14 +80,5 @@ pub(super) async fn confirm(
     .fetch_optional(conn)
     .await
     .map_err(|e| to_error(&e, "confirm challenge"))?;
-    Ok(row.map(|(key, email)| {
-        (
-            email,
-            VerificationFacts {
-                key,
-                verify_time: Some(now),
-                challenge_expire_time: None,
-            },
-        )
-    }))
+    Ok(row.map(|(key, email)| (email, VerificationFacts::confirmed(key, now))))
 }
