@@ -175,6 +175,11 @@ pub struct CachedStore {
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
+    /// Bumped with every portal-user or verification change (and resync):
+    /// a save that read a partner's verification facts before such a bump
+    /// does not cache them (saves alone bump only `epoch`, which would make
+    /// every save under load skip its entry).
+    facts_epoch: AtomicU64,
     /// Held while an invalidation or a save bumps the epoch and changes
     /// entries, and while a read checks the epoch and inserts: each is then
     /// one step, so a read of the old row cannot land after a save's entry,
@@ -215,6 +220,7 @@ impl CachedStore {
                 Default::default(),
             ),
             epoch: AtomicU64::new(0),
+            facts_epoch: AtomicU64::new(0),
             writing: std::sync::Mutex::new(()),
             reachable: AtomicBool::new(true),
             time_to_live: options.time_to_live,
@@ -466,13 +472,17 @@ impl CachedStore {
                 }
             }
             Change::PortalUsers { partner } => self.forget_partner(partner),
-            Change::Resync => self.cache.clear(),
+            Change::Resync => {
+                self.facts_epoch.fetch_add(1, Ordering::SeqCst);
+                self.cache.clear();
+            }
         }
     }
 
     /// Drops the partner's users and, since they carry its verification
     /// facts, its contact infos: a portal-user or verification change.
     fn forget_partner(&self, partner: &PartnerId) {
+        self.facts_epoch.fetch_add(1, Ordering::SeqCst);
         self.cache.remove(&KeyRef::Users(partner));
         for environment in [Environment::Sandbox, Environment::Production] {
             let name = ContactInfoName::new(partner.clone(), environment);
@@ -603,6 +613,7 @@ impl ContactStore for CachedStore {
         request: Option<&RequestKey>,
         actor: &str,
     ) -> Result<Saved, Error> {
+        let facts_epoch = self.facts_epoch.load(Ordering::SeqCst);
         let saved = self.database()?.save(update, request, actor).await?;
         let info = &saved.info;
         // Held with the verification facts read in the save's transaction;
@@ -615,6 +626,9 @@ impl ContactStore for CachedStore {
         {
             let _writing = self.lock_writing();
             self.epoch.fetch_add(1, Ordering::SeqCst);
+            // A verification or user change since the save began may be
+            // newer than the facts it read.
+            let ready = ready.filter(|_| self.facts_epoch.load(Ordering::SeqCst) == facts_epoch);
             // A replayed request, or a save that finished after a newer
             // one, may return an older revision than the cache has.
             if self
