@@ -175,7 +175,7 @@ pub struct CachedStore {
     /// Bumped before every invalidation. A read that started before a bump
     /// may have seen the old row, so its result is not cached.
     epoch: AtomicU64,
-    /// Bumped with every portal-user or verification change (and resync):
+    /// Bumped with every portal-user or verification change:
     /// a save that read a partner's verification facts before such a bump
     /// does not cache them (saves alone bump only `epoch`, which would make
     /// every save under load skip its entry).
@@ -472,10 +472,9 @@ impl CachedStore {
                 }
             }
             Change::PortalUsers { partner } => self.forget_partner(partner),
-            Change::Resync => {
-                self.facts_epoch.fetch_add(1, Ordering::SeqCst);
-                self.cache.clear();
-            }
+            // Not a facts change: a save in flight read its facts in its own
+            // transaction, as fresh as any read after the resync would be.
+            Change::Resync => self.cache.clear(),
         }
     }
 
