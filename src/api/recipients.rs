@@ -71,9 +71,9 @@ pub(super) async fn resolve_recipients(
     );
     let requested = purpose.fields()[0];
     let facts = ready.verifications();
-    // States now, whatever `at_time` asks about: the facts are today's.
-    let now = now_micros();
     let states: Option<Vec<VerificationState>> = (!facts.is_empty()).then(|| {
+        // States now, whatever `at_time` asks about: the facts are today's.
+        let now = now_micros();
         resolution
             .recipients
             .iter()

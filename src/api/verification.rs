@@ -1,7 +1,7 @@
 //! SendVerification and ConfirmContact after admission: challenges issued
 //! to a contact info's addresses (and carried to the mailer by their
 //! events), and a challenge turned into a verified address.
-use super::{ContactsApi, convert};
+use super::ContactsApi;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
@@ -42,13 +42,8 @@ pub(super) async fn send(
     req: pb::SendVerificationRequest,
 ) -> Result<pb::SendVerificationResponse, Error> {
     let mut v = Violations::default();
-    let name: Option<ContactInfoName> = convert::parse_name(&req.name)
-        .map_err(|_| {
-            v.push(
-                "name",
-                "must be partners/{partner}/environments/{sandbox|production}/contactInfo",
-            )
-        })
+    let name = ContactInfoName::parse(&req.name)
+        .map_err(|d| v.push("name", d))
         .ok();
     if req.emails.len() > MAX_EMAILS {
         v.push("emails", format!("at most {MAX_EMAILS} addresses"));

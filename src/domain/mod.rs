@@ -19,7 +19,7 @@ pub use contact::{
 };
 pub use contact_info::{ContactFields, ContactInfo, Field, FieldSet, Revision, Update, now_micros};
 pub use copy::{RevisionName, check_copy_source, copied_fields};
-pub use events::{EVENT_TYPES, Event, EventKind, save_events, user_event};
+pub use events::{Event, EventKind, save_events, user_event};
 pub use gate::{Finding, FindingReason, GateFacts, GatePolicy, GateResult, Requirement};
 pub use name::{ContactInfoName, Environment, PartnerId};
 pub use notices::{AddressChange, address_changes};

@@ -137,7 +137,8 @@ struct Relay {
     stats: Arc<RelayStats>,
     /// This replica's name in the leases: unique per process start.
     owner: String,
-    client: Option<async_nats::Client>,
+    /// The broker's JetStream once connected (it holds the client, which
+    /// reconnects by itself).
     jetstream: Option<Context>,
     /// Set when a publish found no stream: `jetstream()` creates it again.
     stream_lost: AtomicBool,
@@ -150,7 +151,6 @@ impl Relay {
             options,
             stats,
             owner: format!("relay-{}", uuid::Uuid::new_v4().simple()),
-            client: None,
             jetstream: None,
             stream_lost: AtomicBool::new(false),
         }
@@ -199,8 +199,7 @@ impl Relay {
     /// The broker's JetStream, connecting and creating the stream first when
     /// needed. The client reconnects by itself after a broker outage.
     async fn jetstream(&mut self) -> Result<Context, String> {
-        if let (Some(_), Some(js)) = (&self.client, &self.jetstream) {
-            let js = js.clone();
+        if let Some(js) = self.jetstream.clone() {
             if self.stream_lost.swap(false, Ordering::Relaxed) {
                 self.ensure_stream(&js).await?;
             }
@@ -231,8 +230,7 @@ impl Relay {
             .connect(self.options.url.as_str())
             .await
             .map_err(|e| format!("cannot connect to NATS: {e}"))?;
-        let js = jetstream::new(client.clone());
-        self.client = Some(client);
+        let js = jetstream::new(client);
         self.jetstream = Some(js.clone());
         self.ensure_stream(&js).await?;
         self.stats.connected.store(true, Ordering::Relaxed);

@@ -18,8 +18,8 @@ pub fn portal_user_pb(u: &PortalUser) -> pb::PortalUser {
         name: u.name.to_string(),
         email: u.email.as_str().to_owned(),
         role: role_pb(u.role) as i32,
-        create_time: Some(timestamp(u.create_time)),
-        update_time: Some(timestamp(u.update_time)),
+        create_time: Some(super::timestamp_pb(u.create_time)),
+        update_time: Some(super::timestamp_pb(u.update_time)),
     }
 }
 
@@ -28,14 +28,6 @@ fn role_pb(r: PortalRole) -> pb::PortalRole {
         PortalRole::Administrator => pb::PortalRole::Administrator,
         PortalRole::Editor => pb::PortalRole::Editor,
         PortalRole::ReadOnly => pb::PortalRole::ReadOnly,
-    }
-}
-
-fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    let stamp = super::Stamp::of(t);
-    prost_types::Timestamp {
-        seconds: stamp.seconds,
-        nanos: i32::try_from(stamp.nanos).unwrap_or(999_999_999),
     }
 }
 
@@ -85,7 +77,7 @@ pub fn encode_event(e: &Event) -> Vec<u8> {
             contact_info: contact_info.to_string(),
             fields: fields.iter().map(|f| f.as_str().to_owned()).collect(),
             challenge: challenge.clone(),
-            expire_time: Some(timestamp(*expire_time)),
+            expire_time: Some(super::timestamp_pb(*expire_time)),
         }),
     };
     pb::Event {
@@ -96,7 +88,7 @@ pub fn encode_event(e: &Event) -> Vec<u8> {
         ),
         r#type: e.kind.type_name().to_owned(),
         sequence: 0,
-        create_time: Some(timestamp(e.create_time)),
+        create_time: Some(super::timestamp_pb(e.create_time)),
         actor: e.actor.clone(),
         payload: Some(payload),
     }

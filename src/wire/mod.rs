@@ -108,6 +108,16 @@ impl Stamp {
     }
 }
 
+/// A time as the generated `Timestamp` message, for the messages `wire`
+/// builds with prost (events, verification states).
+fn timestamp_pb(t: DateTime<Utc>) -> prost_types::Timestamp {
+    let stamp = Stamp::of(t);
+    prost_types::Timestamp {
+        seconds: stamp.seconds,
+        nanos: i32::try_from(stamp.nanos).unwrap_or(999_999_999),
+    }
+}
+
 /// A `Timestamp`'s fields (the caller writes the message's key and length).
 fn put_timestamp(t: DateTime<Utc>, buf: &mut impl BufMut) {
     Stamp::of(t).put(buf);

@@ -170,17 +170,6 @@ impl Ready {
         self
     }
 
-    /// With facts another form of the same contact info was read with.
-    pub fn sharing_verifications(mut self, facts: Arc<PartnerVerifications>) -> Self {
-        self.verifications = Some(facts);
-        self
-    }
-
-    /// The facts it was read with, if it was read (not just encoded).
-    pub fn known_verifications(&self) -> Option<&Arc<PartnerVerifications>> {
-        self.verifications.as_ref()
-    }
-
     /// The partner's verification facts; none when not read with them.
     pub fn verifications(&self) -> &PartnerVerifications {
         self.verifications.as_deref().unwrap_or(&NO_VERIFICATIONS)

@@ -116,10 +116,11 @@ async fn a_challenge_reaches_the_mailer_and_confirms_once(backend: Backend) {
     );
 }
 
-async fn unusable_challenges_are_refused_alike(backend: Backend) {
+/// A server whose challenges last `lifetime`, with `complete_info(PROD)` saved.
+async fn saved_with_challenges_lasting(backend: Backend, lifetime: Duration) -> TestServer {
     let settings = ServerSettings {
         verification: VerificationPolicy {
-            challenge_lifetime: Duration::from_millis(600),
+            challenge_lifetime: lifetime,
             ..VerificationPolicy::default()
         },
         ..common::dev_settings()
@@ -128,6 +129,12 @@ async fn unusable_challenges_are_refused_alike(backend: Backend) {
     let mut c = server.client.clone();
     grant_alert_users(&mut c, "acme", None).await;
     save(&mut c, put(complete_info(PROD))).await;
+    server
+}
+
+async fn unusable_challenges_are_refused_alike(backend: Backend) {
+    let server = saved_with_challenges_lasting(backend, Duration::from_millis(600)).await;
+    let mut c = server.client.clone();
 
     send(&mut c, &["dev@example.com"]).await.expect("send");
     let replaced = requested(&mut c).await.remove(0).challenge;
@@ -316,17 +323,8 @@ async fn states_show_wherever_the_address_does(backend: Backend) {
 
 /// A challenge that expires unconfirmed reads FAILED.
 async fn an_expired_challenge_reads_failed(backend: Backend) {
-    let settings = ServerSettings {
-        verification: VerificationPolicy {
-            challenge_lifetime: Duration::from_millis(400),
-            ..VerificationPolicy::default()
-        },
-        ..common::dev_settings()
-    };
-    let server = TestServer::start_configured(common::store(backend).await, settings).await;
+    let server = saved_with_challenges_lasting(backend, Duration::from_millis(400)).await;
     let mut c = server.client.clone();
-    grant_alert_users(&mut c, "acme", None).await;
-    save(&mut c, put(complete_info(PROD))).await;
     send(&mut c, &["dev@example.com"]).await.expect("send");
     assert_eq!(
         verifications(&fetch(&mut c, PROD).await),
