@@ -1,5 +1,12 @@
-//! Compiles the API protos with a vendored protoc and records a descriptor set for reflection.
-use std::{env, path::PathBuf};
+//! Compiles the API protos with a vendored protoc and records a descriptor set
+//! for reflection, the `descriptor` subcommand and tools (grpcurl, buf curl).
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
+
+/// File name of the descriptor set copied next to the binary.
+const STABLE_NAME: &str = "partner-contacts.binpb";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The build must not depend on a system protoc.
@@ -8,15 +15,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { env::set_var("PROTOC", protoc) };
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let descriptor = out_dir.join("contacts_descriptor.bin");
     tonic_prost_build::configure()
-        .file_descriptor_set_path(out_dir.join("contacts_descriptor.bin"))
+        .file_descriptor_set_path(&descriptor)
         .compile_protos(
             &["proto/partnerportal/contacts/v1/contacts_service.proto"],
             &["proto"],
         )?;
+    copy_next_to_binary(&out_dir, &descriptor)?;
 
     // sqlx::migrate! embeds the migrations at compile time.
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=proto");
     Ok(())
+}
+
+/// Copies the descriptor set (every file of the API and its imports) to
+/// `target/<profile>/partner-contacts.binpb` (`target/<triple>/<profile>/`
+/// when cross-compiling), beside the binary, for tools that take a
+/// descriptor set file. Cargo gives build scripts no such directory, so it is
+/// OUT_DIR's ancestor: OUT_DIR is `<that>/build/partner-contacts-<hash>/out`.
+/// Any other layout is left alone (with a `build.build-dir` of its own the
+/// file lands there, not beside the binary); `partner-contacts descriptor`
+/// prints the same bytes from any binary. Rewritten whenever this script
+/// runs (proto/ or migrations/ changed, or a fresh target directory).
+fn copy_next_to_binary(out_dir: &Path, descriptor: &Path) -> std::io::Result<()> {
+    fn name(p: Option<&Path>) -> &str {
+        p.and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+    }
+    let package = out_dir.parent();
+    let build = package.and_then(Path::parent);
+    let Some(binary_dir) = build.and_then(Path::parent) else {
+        return Ok(());
+    };
+    if name(Some(out_dir)) != "out"
+        || !name(package).starts_with("partner-contacts-")
+        || name(build) != "build"
+    {
+        return Ok(());
+    }
+    // Written under another name, then renamed: a tool reading the file
+    // never sees half of it.
+    let partial = out_dir.join(format!("{STABLE_NAME}.partial"));
+    fs::copy(descriptor, &partial)?;
+    fs::rename(&partial, binary_dir.join(STABLE_NAME))
 }

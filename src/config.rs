@@ -44,6 +44,12 @@ pub enum Command {
     Migrate,
     /// Print a development token signed with the auth config's HS256 secret.
     Token(crate::auth::TokenArgs),
+    /// Print the API's protobuf descriptor set (a binary FileDescriptorSet of
+    /// partnerportal.contacts.v1 and its imports) on stdout, for tools that
+    /// need the schema without reflection, e.g.
+    /// `grpcurl -protoset <(partner-contacts descriptor) ...`, or
+    /// `buf curl --schema api.binpb ...` after `partner-contacts descriptor > api.binpb`.
+    Descriptor,
     /// Client: ask the onboarding gate whether contact information is
     /// complete, for CI pipelines. Exit 0 open, 1 closed, 2 usage or invalid
     /// request, 3 server unavailable within --timeout, 4 caller refused,

@@ -1,5 +1,6 @@
 //! The `partner-contacts` binary: serve (default) or migrate, mint a
-//! development token, or call a server as a client (`gate`, `get`, `apply`).
+//! development token, call a server as a client (`gate`, `get`, `apply`), or
+//! print the API's descriptor set (`descriptor`).
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,9 @@ const MIGRATE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Descriptor) = cli.command {
+        return print_descriptor();
+    }
     if let Some(command) = cli.command.as_ref().filter(|c| c.is_client()) {
         return run_client(command, &cli).await;
     }
@@ -71,11 +75,28 @@ async fn run_client(command: &Command, cli: &Cli) -> ExitCode {
         Command::Gate(args) => client::gate(args).await,
         Command::Get(args) => client::get(args).await,
         Command::Apply(args) => client::apply(args).await,
-        Command::Migrate | Command::Token(_) => client::Exit::Usage,
+        Command::Migrate | Command::Token(_) | Command::Descriptor => client::Exit::Usage,
     };
     let code = ExitCode::from(exit.code());
     telemetry.shutdown();
     code
+}
+
+/// `partner-contacts descriptor`: the descriptor set compiled into the binary,
+/// as bytes on stdout, and nothing else (no logs, no newline).
+fn print_descriptor() -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(partner_contacts::pb::FILE_DESCRIPTOR_SET)
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("partner-contacts: cannot write the descriptor set: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod cli;
 mod client_cli;
+mod clients;
 mod guard;
 mod hostile;
 mod migrations;
