@@ -11,7 +11,6 @@ use partner_contacts::config::{Cli, Command};
 use partner_contacts::domain::GatePolicy;
 use partner_contacts::server::{self, ServerSettings};
 use partner_contacts::{auth, client, store, telemetry};
-use tonic::transport::ServerTlsConfig;
 
 /// mimalloc instead of glibc's malloc: the read cache replaces entries of
 /// a few hundred bytes all the time, and glibc spent ~10 % of a read's
@@ -256,7 +255,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 /// The authenticator and TLS settings. Without an auth config the server runs
 /// in development mode, which is only safe on loopback.
-fn identity(cli: &Cli) -> Result<(auth::Authenticator, Option<ServerTlsConfig>), String> {
+fn identity(cli: &Cli) -> Result<(auth::Authenticator, Option<auth::ServerTls>), String> {
     let Some(path) = &cli.serve.auth_config else {
         if !cli.serve.listen.ip().is_loopback() {
             return Err(format!(

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::domain::{Scope, Scopes};
 
@@ -164,17 +163,12 @@ impl AuthConfig {
         }
     }
 
-    /// Builds everything the server would build from this config, and throws it away.
+    /// Builds everything the server would build from this config, and throws
+    /// it away: a key that does not match its certificate, or a CA rustls
+    /// refuses, fails now, not at the first connection.
     pub fn validate(&self) -> Result<(), String> {
         super::Authenticator::from_config(self)?;
-        if let Some(tls) = tls_config(self)? {
-            // tonic builds its rustls config here: a key that does not match
-            // its certificate, or a CA rustls refuses, fails now, not at the first
-            // connection.
-            tonic::transport::Server::builder()
-                .tls_config(tls)
-                .map_err(|e| format!("[mtls]: rustls rejects the TLS settings: {}", chain(&e)))?;
-        }
+        tls_config(self)?;
         Ok(())
     }
 
@@ -250,7 +244,9 @@ pub(super) fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, String> {
 
 /// Server TLS settings: `Some` when `[mtls]` names a server certificate and key.
 /// With `client_ca`, client certificates are required and verified against it.
-pub fn tls_config(cfg: &AuthConfig) -> Result<Option<ServerTlsConfig>, String> {
+/// The files are read and checked now, and re-read while serving when they
+/// change (see [`super::watch_files`]).
+pub fn tls_config(cfg: &AuthConfig) -> Result<Option<super::ServerTls>, String> {
     let Some(mtls) = &cfg.mtls else {
         return Ok(None);
     };
@@ -271,22 +267,17 @@ pub fn tls_config(cfg: &AuthConfig) -> Result<Option<ServerTlsConfig>, String> {
             return Err("[mtls]: server_key is set but server_cert is not".to_owned());
         }
     };
-    let cert_pem = read_file("[mtls] server_cert", cert_path)?;
-    check_certificates("[mtls] server_cert", cert_path, &cert_pem, true)?;
-    let key_pem = read_file("[mtls] server_key", key_path)?;
-    check_private_key(key_path, &key_pem)?;
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
-    if let Some(ca_path) = &mtls.client_ca {
-        let ca_pem = read_file("[mtls] client_ca", ca_path)?;
-        check_certificates("[mtls] client_ca", ca_path, &ca_pem, false)?;
-        tls = tls.client_ca_root(Certificate::from_pem(ca_pem));
-    }
-    Ok(Some(tls))
+    super::ServerTls::load(cert_path.clone(), key_path.clone(), mtls.client_ca.clone()).map(Some)
 }
 
-/// Parses PEM the way tonic will, then each certificate as X.509, so a wrong
-/// file is named here rather than as "Error parsing TLS certificate" later.
-fn check_certificates(what: &str, path: &Path, pem: &[u8], leaf_first: bool) -> Result<(), String> {
+/// Parses the PEM certificates, then each as X.509, so a wrong file is named
+/// here rather than as "Error parsing TLS certificate" later.
+pub(super) fn check_certificates(
+    what: &str,
+    path: &Path,
+    pem: &[u8],
+    leaf_first: bool,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let shown = path.display();
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
@@ -311,31 +302,19 @@ fn check_certificates(what: &str, path: &Path, pem: &[u8], leaf_first: bool) -> 
             ));
         }
     }
-    Ok(())
+    Ok(certs)
 }
 
-fn check_private_key(path: &Path, pem: &[u8]) -> Result<(), String> {
+pub(super) fn check_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     let shown = path.display();
     match PrivateKeyDer::from_pem_slice(pem) {
-        Ok(_) => Ok(()),
+        Ok(key) => Ok(key),
         Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(format!(
             "[mtls] server_key {shown}: no unencrypted private key found \
              (PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)"
         )),
         Err(e) => Err(format!("[mtls] server_key {shown}: not valid PEM: {e}")),
     }
-}
-
-/// tonic's transport error says only "transport error"; the cause is in its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

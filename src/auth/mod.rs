@@ -24,8 +24,13 @@
 //! A bearer token, when sent, decides the principal even over a client
 //! certificate: a service may act for a portal user it forwards. A token that
 //! does not verify is refused, never replaced by the certificate's identity.
+//!
+//! `jwks_file` and the `[mtls]` files are re-read while serving when they
+//! change (every [`RELOAD_INTERVAL`], see [`watch_files`]); the rest of the
+//! file is read once at start.
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::metadata::MetadataMap;
 use tonic::transport::CertificateDer;
@@ -36,6 +41,8 @@ use crate::error::Error;
 mod config;
 mod jwt;
 mod mtls;
+mod reload;
+mod tls;
 mod token;
 
 #[cfg(test)]
@@ -46,6 +53,8 @@ pub use config::{
     MAX_LEEWAY_SECONDS, MAX_MAX_TOKEN_LIFETIME_SECONDS, MIN_HS256_SECRET_BYTES, MtlsConfig,
     MtlsIdentity, load, tls_config,
 };
+pub use reload::{RELOAD_INTERVAL, ReloadTask};
+pub use tls::{HANDSHAKE_TIMEOUT, ServerTls, TlsIncoming};
 pub use token::{DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, TokenArgs, mint, mint_hs256};
 
 /// Verifies callers on every RPC. Cheap to clone; keys and validation rules
@@ -54,6 +63,8 @@ pub use token::{DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, TokenArgs, mint, mint_hs25
 pub struct Authenticator {
     /// `None`: no auth configured, every caller is the developer.
     inner: Option<Arc<Verifiers>>,
+    /// How often the JWKS file is compared with what was loaded.
+    reload_interval: Duration,
 }
 
 struct Verifiers {
@@ -78,7 +89,17 @@ impl Authenticator {
     /// No authentication: every caller is `Principal::Developer`. Only for a
     /// loopback listener; the server decides that.
     pub fn disabled() -> Self {
-        Self { inner: None }
+        Self {
+            inner: None,
+            reload_interval: RELOAD_INTERVAL,
+        }
+    }
+
+    /// Compares the JWKS file every `interval` instead of
+    /// [`RELOAD_INTERVAL`]; zero: never.
+    pub fn with_reload_interval(mut self, interval: Duration) -> Self {
+        self.reload_interval = interval;
+        self
     }
 
     /// Builds the verifiers, checking keys and identities (see [`load`], which
@@ -100,6 +121,7 @@ impl Authenticator {
         let spiffe = mtls::SpiffeMap::from_config(identities)?;
         Ok(Self {
             inner: Some(Arc::new(Verifiers { jwt, spiffe })),
+            reload_interval: RELOAD_INTERVAL,
         })
     }
 
@@ -136,6 +158,29 @@ impl Authenticator {
             "missing bearer token or client certificate"
         }))
     }
+}
+
+/// Starts re-reading `auth`'s JWKS file and `tls`'s certificate, key and
+/// client CA every [`RELOAD_INTERVAL`] (or what their `with_reload_interval`
+/// says), swapping in changed ones that check out and keeping the old ones
+/// (with a warning) otherwise. Stops when
+/// the returned task drops; `None` when nothing is read from a file or
+/// reloading is off. Needs a Tokio runtime.
+pub fn watch_files(auth: &Authenticator, tls: Option<&ServerTls>) -> Option<ReloadTask> {
+    let jwks = auth
+        .inner
+        .as_ref()
+        .and_then(|v| v.jwt.as_ref())
+        .and_then(jwt::JwtVerifier::reloadable)
+        .map(|w| (w, auth.reload_interval));
+    let tls = tls.map(|t| (t.reloadable(), t.reload_interval()));
+    // One task for both, at the shorter interval; zero: that one is not watched.
+    let (watched, intervals): (Vec<_>, Vec<_>) = jwks
+        .into_iter()
+        .chain(tls)
+        .filter(|(_, interval)| !interval.is_zero())
+        .unzip();
+    reload::spawn(watched, intervals.into_iter().min()?)
 }
 
 /// The token of `authorization: Bearer <token>`, `None` without the header.

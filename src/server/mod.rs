@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -58,7 +58,8 @@ pub struct ServerSettings {
     /// Who callers are; `Authenticator::disabled()` in development.
     pub auth: Arc<Authenticator>,
     /// TLS (and mTLS when it names a client CA); plaintext when `None`.
-    pub tls: Option<ServerTlsConfig>,
+    /// Its files, and the authenticator's JWKS file, are reloaded when they change.
+    pub tls: Option<crate::auth::ServerTls>,
     /// The read cache in front of the store.
     pub cache: CacheOptions,
     /// After a shutdown signal, how long in-flight calls may take before the
@@ -163,17 +164,22 @@ pub async fn serve(
         // at `age` and closes the connection hard at `age + grace`.
         builder = builder.max_connection_age(age);
     }
-    if let Some(tls) = settings.tls.clone() {
-        builder = builder
-            .tls_config(tls)
-            .map_err(|e| format!("TLS configuration: {e}"))?;
-    }
-    let server = builder
+    // Stops re-reading key and certificate files when serving ends.
+    let _reload = crate::auth::watch_files(&settings.auth, settings.tls.as_ref());
+    let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(api)
-        .serve_with_incoming_shutdown(incoming(listener, settings.counters.clone()), signalled);
+        .add_service(api);
+    let connections = incoming(listener, settings.counters.clone());
+    // TLS is done by auth::ServerTls, not tonic's tls_config, whose
+    // certificates could not change without a restart.
+    let server: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match &settings.tls {
+        Some(tls) => {
+            Box::pin(router.serve_with_incoming_shutdown(tls.accept(connections), signalled))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(connections, signalled)),
+    };
 
     let grace = settings.shutdown_grace;
     let mut stop_rx = stop_rx;

@@ -14,6 +14,7 @@ mod migrations;
 mod mtls;
 mod outage;
 mod relay;
+mod reload;
 mod replicas;
 mod rolling_forms;
 mod store_scenarios;

@@ -21,24 +21,24 @@ use tonic_types::StatusExt;
 use crate::api::{Client, PROD, bearer, contact, expect_code, named, put};
 use crate::common::{self, Backend, TestServer};
 
-const READER: &str = "spiffe://platform.example/ns/alerts/sa/dispatcher";
+pub(crate) const READER: &str = "spiffe://platform.example/ns/alerts/sa/dispatcher";
 const WRITER: &str = "spiffe://platform.example/ns/contacts/sa/sync";
 const STRANGER: &str = "spiffe://platform.example/ns/alerts/sa/stranger";
 
 /// A certificate authority made for one test.
-struct Ca {
-    pem: String,
+pub(crate) struct Ca {
+    pub(crate) pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 /// A certificate and its private key, PEM.
-struct Leaf {
-    cert: String,
-    key: String,
+pub(crate) struct Leaf {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -53,14 +53,14 @@ impl Ca {
     }
 
     /// A server certificate for localhost and 127.0.0.1.
-    fn server(&self) -> Leaf {
+    pub(crate) fn server(&self) -> Leaf {
         let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .expect("params");
         self.sign(params)
     }
 
     /// A client certificate whose only URI SAN is `spiffe_id`.
-    fn client(&self, spiffe_id: &str) -> Leaf {
+    pub(crate) fn client(&self, spiffe_id: &str) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.subject_alt_names = vec![SanType::URI(spiffe_id.try_into().expect("IA5 URI"))];
         self.sign(params)
@@ -78,7 +78,7 @@ impl Ca {
     }
 }
 
-fn write(dir: &Path, name: &str, contents: &str) {
+pub(crate) fn write(dir: &Path, name: &str, contents: &str) {
     std::fs::write(dir.join(name), contents).unwrap_or_else(|e| panic!("write {name}: {e}"));
 }
 
@@ -129,7 +129,7 @@ async fn mtls_server(ca: &Ca, dir: &Path) -> TestServer {
 
 /// A TLS channel to `server` that trusts `trusted_ca_pem` and presents
 /// `identity`, if any.
-async fn connect(
+pub(crate) async fn connect(
     server: &TestServer,
     trusted_ca_pem: &str,
     identity: Option<&Leaf>,
@@ -157,7 +157,7 @@ async fn client(server: &TestServer, ca: &Ca, identity: &Leaf) -> Client {
     )
 }
 
-fn get_request() -> pb::GetContactsRequest {
+pub(crate) fn get_request() -> pb::GetContactsRequest {
     pb::GetContactsRequest {
         name: PROD.to_owned(),
         read_time: None,
@@ -180,7 +180,7 @@ fn draft() -> pb::UpdateContactsRequest {
 
 /// A call that must not have reached the service: the connection fails, or
 /// the call does with a transport-level status.
-async fn assert_refused(result: Result<Channel, tonic::transport::Error>, what: &str) {
+pub(crate) async fn assert_refused(result: Result<Channel, tonic::transport::Error>, what: &str) {
     let channel = match result {
         Err(_) => return,
         // TLS 1.3 lets a client finish its side of the handshake before the

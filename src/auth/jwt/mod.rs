@@ -1,5 +1,7 @@
 //! Bearer JWT verification: picks the key by algorithm and `kid`, checks the claims, maps them to a Principal.
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{
@@ -8,7 +10,8 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, Validation};
 use serde::Deserialize;
 
-use super::config::{JwtConfig, MAX_LEEWAY_SECONDS, MAX_MAX_TOKEN_LIFETIME_SECONDS, read_file};
+use super::config::{JwtConfig, MAX_LEEWAY_SECONDS, MAX_MAX_TOKEN_LIFETIME_SECONDS};
+use super::reload::{Reload, Watched};
 use super::unauthenticated;
 use crate::domain::{PartnerId, PortalRole, Principal, Scopes};
 use crate::error::Error;
@@ -27,9 +30,8 @@ const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 pub(super) struct JwtVerifier {
     issuer: String,
     hs256: Option<DecodingKey>,
-    /// By `kid`. Only RS256 and ES256 keys: an HMAC key here would let anyone
-    /// holding the public JWKS mint tokens.
-    jwks: HashMap<String, JwksKey>,
+    /// The `jwks_file`'s keys, re-read when it changes (see `reload`).
+    jwks: Option<Arc<Watched<Jwks>>>,
     hs256_validation: Validation,
     rs256_validation: Validation,
     es256_validation: Validation,
@@ -37,6 +39,10 @@ pub(super) struct JwtVerifier {
     max_lifetime: u64,
     leeway: u64,
 }
+
+/// By `kid`. Only RS256 and ES256 keys: an HMAC key here would let anyone
+/// holding the public JWKS mint tokens.
+type Jwks = HashMap<String, JwksKey>;
 
 struct JwksKey {
     alg: Algorithm,
@@ -93,11 +99,8 @@ impl JwtVerifier {
                     .map_err(|e| format!("[jwt]: unusable HS256 secret: {e}"))
             })
             .transpose()?;
-        let jwks = match &cfg.jwks_file {
-            Some(path) => load_jwks(path)?,
-            None => HashMap::new(),
-        };
-        if hs256.is_none() && jwks.is_empty() {
+        let jwks = cfg.jwks_file.as_deref().map(watch_jwks).transpose()?;
+        if hs256.is_none() && jwks.is_none() {
             return Err(
                 "[jwt] needs hs256_secret, hs256_secret_file or jwks_file: tokens cannot be verified without a key"
                     .to_owned(),
@@ -126,12 +129,19 @@ impl JwtVerifier {
         })
     }
 
+    /// The JWKS file, for the reload task; `None` without one.
+    pub(super) fn reloadable(&self) -> Option<Arc<dyn Reload>> {
+        self.jwks.clone().map(|w| w as Arc<dyn Reload>)
+    }
+
     pub(super) fn verify(&self, token: &str) -> Result<Principal, Error> {
         // The header is read unverified only to choose the key; the signature
         // check below covers it.
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             unauthenticated("token header is malformed or names an unsupported algorithm")
         })?;
+        // Held for this call only: a reload meanwhile affects the next call.
+        let jwks = self.jwks.as_ref().map(|w| w.current());
         let (key, validation) = match header.alg {
             Algorithm::HS256 => match &self.hs256 {
                 Some(key) => (key, &self.hs256_validation),
@@ -144,9 +154,9 @@ impl JwtVerifier {
                     .kid
                     .as_deref()
                     .ok_or_else(|| unauthenticated("token has no key id (kid)"))?;
-                let entry = self
-                    .jwks
-                    .get(kid)
+                let entry = jwks
+                    .as_ref()
+                    .and_then(|keys| keys.get(kid))
                     .ok_or_else(|| unauthenticated("token signing key is unknown"))?;
                 if entry.alg != header.alg {
                     return Err(unauthenticated(
@@ -299,10 +309,23 @@ fn describe(kind: &ErrorKind) -> &'static str {
     }
 }
 
-fn load_jwks(path: &std::path::Path) -> Result<HashMap<String, JwksKey>, String> {
+/// Reads the JWKS now (a bad one fails the start) and watches it for changes.
+fn watch_jwks(path: &Path) -> Result<Arc<Watched<Jwks>>, String> {
+    let parse_path = path.to_path_buf();
+    Watched::load(
+        "[jwt] jwks_file",
+        vec![("[jwt] jwks_file", path.to_path_buf())],
+        move |files| match files {
+            [bytes] => parse_jwks(&parse_path, bytes),
+            _ => Err("[jwt] jwks_file: expected one file".to_owned()),
+        },
+    )
+    .map(Arc::new)
+}
+
+fn parse_jwks(path: &Path, bytes: &[u8]) -> Result<Jwks, String> {
     let shown = path.display();
-    let bytes = read_file("[jwt] jwks_file", path)?;
-    let set: JwkSet = serde_json::from_slice(&bytes)
+    let set: JwkSet = serde_json::from_slice(bytes)
         .map_err(|e| format!("[jwt] jwks_file {shown}: not a JWKS document: {e}"))?;
     if set.keys.is_empty() {
         return Err(format!("[jwt] jwks_file {shown}: has no keys"));
