@@ -406,23 +406,36 @@ impl Cli {
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// Log filter, e.g. `info` or `partner_contacts=debug,info` (tracing EnvFilter syntax).
-    #[arg(
-        long,
-        env = "PARTNER_CONTACTS_LOG",
-        default_value = "info",
-        global = true
-    )]
-    pub log_level: String,
+    /// This flag wins, then PARTNER_CONTACTS_LOG, then RUST_LOG; `info` when none is set.
+    #[arg(long, env = "PARTNER_CONTACTS_LOG", global = true)]
+    pub log_level: Option<String>,
 
     /// Log line format.
     #[arg(long, env = "PARTNER_CONTACTS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 }
 
+/// The log filter when neither `--log-level`, `PARTNER_CONTACTS_LOG` nor
+/// `RUST_LOG` says otherwise.
+const DEFAULT_LOG_FILTER: &str = "info";
+
 impl LogArgs {
     pub fn options(&self) -> LogOptions {
+        self.options_with(std::env::var("RUST_LOG").ok())
+    }
+
+    /// `options` with `RUST_LOG`'s value given, for tests. Our own flag and
+    /// variable win over RUST_LOG: a deployment that sets
+    /// `PARTNER_CONTACTS_LOG` must not be overridden by a RUST_LOG inherited
+    /// from a base image or a developer's shell.
+    fn options_with(&self, rust_log: Option<String>) -> LogOptions {
+        let filter = self
+            .log_level
+            .clone()
+            .or(rust_log.filter(|v| !v.trim().is_empty()))
+            .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
         LogOptions {
-            filter: self.log_level.clone(),
+            filter,
             format: self.log_format,
         }
     }
@@ -637,5 +650,26 @@ mod tests {
         .expect("valid");
         assert!(matches!(cli.command, Some(Command::Migrate)));
         assert_eq!(cli.database.url(), "sqlite:x.db");
+    }
+
+    /// `--log-level` (or PARTNER_CONTACTS_LOG, which clap reads into the
+    /// same field) beats RUST_LOG; RUST_LOG beats the default; an empty
+    /// RUST_LOG is as good as none.
+    #[test]
+    fn log_filter_precedence() {
+        let filter = |log_level: Option<&str>, rust_log: Option<&str>| {
+            LogArgs {
+                log_level: log_level.map(str::to_owned),
+                log_format: LogFormat::Json,
+            }
+            .options_with(rust_log.map(str::to_owned))
+            .filter
+        };
+        assert_eq!(filter(None, None), "info");
+        assert_eq!(filter(None, Some("debug")), "debug");
+        assert_eq!(filter(None, Some(" ")), "info");
+        assert_eq!(filter(Some("warn"), Some("debug")), "warn");
+        let cli = Cli::try_parse_from(["partner-contacts", "--log-level", "warn"]).expect("valid");
+        assert_eq!(cli.log.log_level.as_deref(), Some("warn"));
     }
 }

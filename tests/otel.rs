@@ -104,7 +104,11 @@ async fn calls_are_exported_as_spans_that_continue_the_callers_trace() {
             .add_service(TraceServiceServer::new(collector.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let provider = telemetry::otel::provider(Some(&format!("http://{addr}"))).expect("provider");
+    let provider = telemetry::otel::provider(
+        telemetry::otel::Protocol::Grpc,
+        Some(&format!("http://{addr}")),
+    )
+    .expect("provider");
     let telemetry = telemetry::init(
         &LogOptions {
             filter: "warn".into(),

@@ -1,10 +1,18 @@
 //! Telemetry: log lines (text by default, JSON by flag, each line of a call
-//! carrying its trace id), OpenTelemetry traces over OTLP when the standard
-//! `OTEL_EXPORTER_OTLP_*` variables are set, and Prometheus metrics.
+//! carrying its trace id, and in JSON its span id), OpenTelemetry traces
+//! over OTLP when the standard `OTEL_EXPORTER_OTLP_*` variables are set, and
+//! Prometheus metrics.
 use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
 
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
+use tracing::dispatcher::{Dispatch, WeakDispatch};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, format};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
@@ -25,7 +33,8 @@ pub enum LogFormat {
 /// What the log shows and how (the command line's `--log-*` flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogOptions {
-    /// tracing EnvFilter syntax, e.g. `info` or `partner_contacts=debug,info`.
+    /// tracing EnvFilter syntax, e.g. `info` or `partner_contacts=debug,info`
+    /// (`--log-level`, else `PARTNER_CONTACTS_LOG`, else `RUST_LOG`).
     pub filter: String,
     pub format: LogFormat,
 }
@@ -56,8 +65,15 @@ pub fn init(
     args: &LogOptions,
     tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(&args.filter)
-        .map_err(|e| format!("invalid --log-level {:?}: {e}", args.filter))?;
+    let filter = || {
+        EnvFilter::try_new(&args.filter).map_err(|e| {
+            format!(
+                "invalid log filter {:?} (--log-level, PARTNER_CONTACTS_LOG or RUST_LOG): {e}",
+                args.filter
+            )
+        })
+    };
+    let dispatch = Arc::new(OnceLock::new());
     // Colour only for a person at a terminal: escape codes in collected log
     // files are noise.
     let ansi = std::io::stderr().is_terminal();
@@ -65,30 +81,143 @@ pub fn init(
         LogFormat::Text => fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
-            .with_filter(filter)
+            .with_filter(filter()?)
             .boxed(),
-        // The call's span (rpc, method, partner, trace_id) goes on every line.
+        // The call's span (rpc, method, partner) goes on every line, nested
+        // under `span`; the trace and span ids at the top, where log
+        // pipelines look for them.
         LogFormat::Json => fmt::layer()
             .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .event_format(WithTraceIds {
+                inner: format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+                dispatch: dispatch.clone(),
+            })
             .with_writer(std::io::stderr)
-            .with_filter(filter)
+            .with_filter(filter()?)
             .boxed(),
     };
     // Exported spans are this service's own (RPCs, store calls) whatever the
     // log level: a quiet log must not mean a blind trace.
-    let spans = tracer.as_ref().map(|provider| {
-        use opentelemetry::trace::TracerProvider as _;
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("partner-contacts"))
-            .with_filter(Targets::new().with_target("partner_contacts", tracing::Level::INFO))
-    });
+    let spans =
+        match &tracer {
+            Some(provider) => {
+                use opentelemetry::trace::TracerProvider as _;
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(provider.tracer("partner-contacts"))
+                        .with_filter(
+                            Targets::new().with_target("partner_contacts", tracing::Level::INFO),
+                        )
+                        .boxed(),
+                )
+            }
+            // Nothing exported, but JSON lines still carry ids: spans get them
+            // from a provider that records nothing, and only the spans the log
+            // shows (a quiet log keeps its calls free of this work). Location,
+            // thread and timing attributes would go nowhere.
+            None if args.format == LogFormat::Json => {
+                use opentelemetry::trace::TracerProvider as _;
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(otel::ids_only().tracer("partner-contacts"))
+                        .with_location(false)
+                        .with_threads(false)
+                        .with_tracked_inactivity(false)
+                        .with_context_activation(false)
+                        .with_filter(filter()?.and(
+                            Targets::new().with_target("partner_contacts", tracing::Level::INFO),
+                        ))
+                        .boxed(),
+                )
+            }
+            None => None,
+        };
     tracing_subscriber::registry()
-        .with(logs)
+        .with(DispatchSlot(dispatch))
         .with(spans)
+        .with(logs)
         .try_init()
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
     Ok(Telemetry { tracer })
+}
+
+/// Hands the JSON formatter the dispatch it runs in, which the OpenTelemetry
+/// context of a span is read through: inside an event the thread's default
+/// dispatch can read as none (a nested lookup, with a scoped subscriber).
+/// Weak, because the dispatch owns the formatter.
+struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl<S: Subscriber> Layer<S> for DispatchSlot {
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let _ = self.0.set(dispatch.downgrade());
+    }
+}
+
+/// tracing-subscriber's JSON line with `trace_id` and `span_id` added at
+/// the top level, when the event happens inside a span with an
+/// OpenTelemetry context.
+struct WithTraceIds<F> {
+    inner: F,
+    dispatch: Arc<OnceLock<WeakDispatch>>,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let ids = self
+            .dispatch
+            .get()
+            .and_then(WeakDispatch::upgrade)
+            .and_then(|dispatch| trace_ids(&dispatch, event));
+        let Some((trace_id, span_id)) = ids else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        // One object and a newline: the ids go in before its closing brace.
+        match line.trim_end().strip_suffix('}') {
+            Some(open) => {
+                let comma = if open.ends_with('{') { "" } else { "," };
+                writeln!(
+                    writer,
+                    "{open}{comma}\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}"
+                )
+            }
+            None => writer.write_str(&line),
+        }
+    }
+}
+
+/// The ids of the nearest span, from the event's own up to the root, that
+/// has an OpenTelemetry context: spans of other crates (hyper's, h2's) have
+/// none, and neither does a call's span that no layer records.
+fn trace_ids(dispatch: &Dispatch, event: &Event<'_>) -> Option<(TraceId, SpanId)> {
+    let start = match event.parent() {
+        Some(id) => id.clone(),
+        None if event.is_contextual() => dispatch.current_span().id()?.clone(),
+        None => return None,
+    };
+    // The registry's view, not the log's: the span holding the ids may be
+    // one the log filter hides (a `warn` log of an exported call).
+    let registry = dispatch.downcast_ref::<Registry>()?;
+    registry.span(&start)?.scope().find_map(|span| {
+        let cx = tracing_opentelemetry::get_otel_context(&span.id(), dispatch)?;
+        let otel = cx.span();
+        let ids = otel.span_context();
+        ids.is_valid().then(|| (ids.trace_id(), ids.span_id()))
+    })
 }
