@@ -27,7 +27,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // sqlx::migrate! embeds the migrations at compile time.
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=proto");
+    revision();
     Ok(())
+}
+
+/// The commit for `partner_contacts_build_info{revision}`: the
+/// `PARTNER_CONTACTS_REVISION` the build was given (an image build, where
+/// `.git` is not copied in), else git's HEAD when building from a checkout.
+fn revision() {
+    println!("cargo:rerun-if-env-changed=PARTNER_CONTACTS_REVISION");
+    if env::var_os("PARTNER_CONTACTS_REVISION").is_some() {
+        return;
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "HEAD"]) else {
+        return;
+    };
+    println!("cargo:rustc-env=PARTNER_CONTACTS_REVISION={head}");
+    // Again after a commit or a checkout; only files that exist, or cargo
+    // would run this script on every build.
+    for path in [
+        git(&["rev-parse", "--git-path", "HEAD"]),
+        git(&["rev-parse", "--symbolic-full-name", "HEAD"])
+            .and_then(|r| git(&["rev-parse", "--git-path", &r])),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }
 
 /// Copies the descriptor set (every file of the API and its imports) to

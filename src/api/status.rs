@@ -1,5 +1,6 @@
 //! The one mapping from the service's `Error` to a gRPC `Status` (AIP-193).
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -112,27 +113,81 @@ pub fn to_status(error: Error) -> Status {
         Error::EtagMismatch => with_reason(Code::Aborted, message, "ETAG_MISMATCH"),
         Error::Unavailable { detail } => {
             warn_unavailable(&detail);
-            with_reason(
+            retryable(
                 Code::Unavailable,
                 "the contact store is unavailable; retry with backoff",
                 "STORE_UNAVAILABLE",
+                STORE_RETRY,
             )
         }
         Error::Internal { detail } => {
             tracing::error!(%detail, "internal error");
             with_reason(Code::Internal, "internal error", "INTERNAL")
         }
-        // The guard's refusals go out bare, code and message only, as they
-        // always have: giving them a reason is a change callers would see,
-        // to be made on its own.
-        Error::Overloaded | Error::RequestTooLarge { .. } => {
-            Status::new(Code::ResourceExhausted, message)
+        Error::Overloaded => retryable(Code::ResourceExhausted, message, "OVERLOADED", SHED_RETRY),
+        // gRPC's code for an over-size message is RESOURCE_EXHAUSTED, which
+        // clients treat as retryable: the RetryInfo is there because every
+        // RESOURCE_EXHAUSTED carries one, the reason tells that the same
+        // request will be refused again.
+        Error::RequestTooLarge { limit_kib } => {
+            let mut details = ErrorDetails::with_error_info(
+                "REQUEST_TOO_LARGE",
+                ERROR_DOMAIN,
+                HashMap::from([("limit_kib".to_owned(), limit_kib.to_string())]),
+            );
+            details.set_retry_info(Some(jittered(SHED_RETRY)));
+            Status::with_error_details(Code::ResourceExhausted, message, details)
         }
-        Error::DeadlineExceeded => Status::new(Code::DeadlineExceeded, message),
+        Error::DeadlineExceeded => {
+            with_reason(Code::DeadlineExceeded, message, "DEADLINE_EXCEEDED")
+        }
         Error::WatchConsumerTooSlow => {
             with_reason(Code::Aborted, message, "WATCH_CONSUMER_TOO_SLOW")
         }
-        Error::ShuttingDown => with_reason(Code::Unavailable, message, "SERVER_SHUTTING_DOWN"),
+        Error::ShuttingDown => retryable(
+            Code::Unavailable,
+            message,
+            "SERVER_SHUTTING_DOWN",
+            SHUTDOWN_RETRY,
+        ),
+    }
+}
+
+/// Typical pauses before a retry (`google.rpc.RetryInfo`), each sent spread
+/// by [`jittered`]: a call shed under load comes back soon; a database
+/// outage or failover takes seconds (health's probe needs two pings to see
+/// it back); a replica shutting down is left for another one at once.
+const SHED_RETRY: Duration = Duration::from_millis(200);
+const STORE_RETRY: Duration = Duration::from_secs(1);
+const SHUTDOWN_RETRY: Duration = Duration::from_millis(100);
+
+/// `typical` times a random factor in [0.5, 1.5): callers refused together
+/// (a shed burst, every call during an outage) come back spread out instead
+/// of in one wave.
+fn jittered(typical: Duration) -> Duration {
+    // Falls back to the middle when the OS has no randomness to give.
+    let random = getrandom::u32().unwrap_or(u32::MAX / 2);
+    typical.mul_f64(0.5 + f64::from(random) / (f64::from(u32::MAX) + 1.0))
+}
+
+/// A status callers may retry: its `ErrorInfo` names `reason`, its
+/// `RetryInfo` says after how long.
+fn retryable(code: Code, message: impl Into<String>, reason: &str, typical: Duration) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    details.set_retry_info(Some(jittered(typical)));
+    Status::with_error_details(code, message, details)
+}
+
+/// For a status made outside this mapping (tonic's own: a request that does
+/// not decode, an unknown method), the details every error here carries: an
+/// `ErrorInfo` whose reason is the code's name, and a `RetryInfo` on
+/// UNAVAILABLE and RESOURCE_EXHAUSTED.
+pub fn with_details(code: Code, message: impl Into<String>) -> Status {
+    let reason = crate::telemetry::metrics::code_name(code);
+    match code {
+        Code::Unavailable => retryable(code, message, reason, STORE_RETRY),
+        Code::ResourceExhausted => retryable(code, message, reason, SHED_RETRY),
+        _ => with_reason(code, message, reason),
     }
 }
 
@@ -223,62 +278,114 @@ mod tests {
         assert_eq!(to_status(Error::EtagMismatch).code(), Code::Aborted);
     }
 
-    /// What the guard and WatchContacts sent before they came through here,
-    /// built as they built it.
+    /// The guard's and WatchContacts' refusals keep the codes and messages
+    /// they always had, and now name their reason too.
     #[test]
-    fn serving_refusals_keep_their_codes_messages_and_reasons() {
-        let bare = |code, message: &str| Status::new(code, message);
-        let with_info = |code, message: &str, reason: &str| {
-            Status::with_error_details(
-                code,
-                message,
-                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
-            )
-        };
+    fn serving_refusals_keep_their_codes_and_messages_and_name_a_reason() {
         let cases = [
             (
                 Error::Overloaded,
-                bare(
-                    Code::ResourceExhausted,
-                    "the server is at its limit of calls in flight; retry with backoff",
-                ),
+                Code::ResourceExhausted,
+                "the server is at its limit of calls in flight; retry with backoff",
+                "OVERLOADED",
             ),
             (
                 Error::RequestTooLarge { limit_kib: 64 },
-                bare(
-                    Code::ResourceExhausted,
-                    "the request is larger than the 64 KiB this service accepts",
-                ),
+                Code::ResourceExhausted,
+                "the request is larger than the 64 KiB this service accepts",
+                "REQUEST_TOO_LARGE",
             ),
             (
                 Error::DeadlineExceeded,
-                bare(
-                    Code::DeadlineExceeded,
-                    "the call's deadline passed before it finished; nothing more is done for it",
-                ),
+                Code::DeadlineExceeded,
+                "the call's deadline passed before it finished; nothing more is done for it",
+                "DEADLINE_EXCEEDED",
             ),
             (
                 Error::WatchConsumerTooSlow,
-                with_info(
-                    Code::Aborted,
-                    "the consumer fell behind; resubscribe",
-                    "WATCH_CONSUMER_TOO_SLOW",
-                ),
+                Code::Aborted,
+                "the consumer fell behind; resubscribe",
+                "WATCH_CONSUMER_TOO_SLOW",
             ),
             (
                 Error::ShuttingDown,
-                with_info(
-                    Code::Unavailable,
-                    "the server is shutting down; resubscribe",
-                    "SERVER_SHUTTING_DOWN",
-                ),
+                Code::Unavailable,
+                "the server is shutting down; resubscribe",
+                "SERVER_SHUTTING_DOWN",
             ),
         ];
-        for (error, want) in cases {
+        for (error, code, message, reason) in cases {
             let got = to_status(error.clone());
-            assert_eq!(got.code(), want.code(), "{error:?}");
-            assert_eq!(got.message(), want.message(), "{error:?}");
-            assert_eq!(got.details(), want.details(), "{error:?}");
+            assert_eq!(got.code(), code, "{error:?}");
+            assert_eq!(got.message(), message, "{error:?}");
+            let details = got.get_error_details();
+            let info = details.error_info().expect("ErrorInfo");
+            assert_eq!(
+                (info.reason.as_str(), info.domain.as_str()),
+                (reason, ERROR_DOMAIN)
+            );
         }
+        let too_large = to_status(Error::RequestTooLarge { limit_kib: 64 });
+        let info = too_large.get_error_details();
+        assert_eq!(
+            info.error_info()
+                .map(|i| i.metadata.get("limit_kib").cloned()),
+            Some(Some("64".to_owned()))
+        );
+    }
+
+    /// Every UNAVAILABLE and RESOURCE_EXHAUSTED says when to retry, spread
+    /// around a typical pause so that callers refused together do not come
+    /// back together; no other code does.
+    #[test]
+    fn retryable_codes_carry_a_spread_retry_delay() {
+        let errors = [
+            (Error::Overloaded, SHED_RETRY),
+            (Error::RequestTooLarge { limit_kib: 1 }, SHED_RETRY),
+            (Error::ShuttingDown, SHUTDOWN_RETRY),
+            (Error::Unavailable { detail: "x".into() }, STORE_RETRY),
+        ];
+        for (error, typical) in errors {
+            let delays: Vec<Duration> = (0..50)
+                .map(|_| {
+                    let status = to_status(error.clone());
+                    assert!(
+                        matches!(status.code(), Code::Unavailable | Code::ResourceExhausted),
+                        "{error:?}"
+                    );
+                    let retry = status.get_error_details().retry_info().cloned();
+                    retry
+                        .and_then(|r| r.retry_delay)
+                        .expect("RetryInfo with a delay")
+                })
+                .collect();
+            for d in &delays {
+                assert!(
+                    *d >= typical / 2 && *d < typical * 3 / 2,
+                    "{error:?}: {d:?}"
+                );
+            }
+            let (min, max) = (delays.iter().min(), delays.iter().max());
+            assert!(
+                max.zip(min).is_some_and(|(a, b)| *a - *b > typical / 10),
+                "{error:?}: not spread {delays:?}"
+            );
+        }
+        for error in [
+            Error::EtagMismatch,
+            Error::DeadlineExceeded,
+            Error::WatchConsumerTooSlow,
+        ] {
+            assert!(to_status(error).get_error_details().retry_info().is_none());
+        }
+        let tonics = with_details(Code::Unavailable, "h2 protocol error");
+        assert!(tonics.get_error_details().retry_info().is_some());
+        let unimplemented = with_details(Code::Unimplemented, "");
+        let details = unimplemented.get_error_details();
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("UNIMPLEMENTED")
+        );
+        assert!(details.retry_info().is_none());
     }
 }

@@ -15,7 +15,7 @@ use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 
-use crate::api::status::to_status;
+use crate::api::status::{to_status, with_details};
 use crate::deadline;
 use crate::error::Error;
 use crate::telemetry::GuardCounters;
@@ -98,6 +98,27 @@ fn over_size(response: &http::Response<Body>) -> bool {
         .is_some_and(|v| v.as_bytes() == b"11")
 }
 
+/// An error answer tonic made itself (a request that does not decode, an
+/// unknown method) carries no details: it gets those every error of this
+/// service carries (`ErrorInfo`, and `RetryInfo` where a retry may help).
+/// Ours always have them; a successful answer has no status in its headers.
+fn detailed(response: http::Response<Body>) -> http::Response<Body> {
+    let headers = response.headers();
+    let bare = headers
+        .get(super::GRPC_STATUS)
+        .is_some_and(|code| code.as_bytes() != b"0")
+        && !headers.contains_key(GRPC_STATUS_DETAILS);
+    if !bare {
+        return response;
+    }
+    match Status::from_header_map(headers) {
+        Some(status) => with_details(status.code(), status.message().to_owned()).into_http(),
+        None => response,
+    }
+}
+
+const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
+
 impl<S> Service<http::Request<Body>> for Guarded<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
@@ -115,7 +136,11 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if STREAMING_METHODS.contains(&request.uri().path()) {
-            return Box::pin(self.inner.call(request));
+            let opened = self.inner.call(request);
+            return Box::pin(async move {
+                let Ok(response) = opened.await;
+                Ok(detailed(response))
+            });
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.counters.shed.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +173,7 @@ where
                     counters.too_large.fetch_add(1, Ordering::Relaxed);
                     refuse(to_status(Error::RequestTooLarge { limit_kib }))
                 }
-                Ok(Ok(response)) => response,
+                Ok(Ok(response)) => detailed(response),
                 Ok(Err(never)) => match never {},
                 Err(_) => {
                     counters.deadline_exceeded.fetch_add(1, Ordering::Relaxed);

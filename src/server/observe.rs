@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -17,28 +18,30 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::code_name;
+use crate::telemetry::metrics::{CallKind, code_name};
 
-/// The methods of ContactsService: a metric label may only take one of
-/// these, whatever path a caller sends.
-const METHODS: &[&str] = &[
-    "GetContacts",
-    "UpdateContacts",
-    "CopyContactInfo",
-    "CheckOnboardingGate",
-    "WatchContacts",
-    "ResolveRecipients",
-    "ListContactInfoRevisions",
-    "ListPortalUsers",
-    "GrantPortalAccess",
-    "UpdatePortalUserRole",
-    "RevokePortalAccess",
-    "ListEvents",
-    "SendVerification",
-    "ConfirmContact",
+/// The methods of ContactsService and their gRPC type: a metric label may
+/// only take one of these, whatever path a caller sends.
+const METHODS: &[(&str, &str)] = &[
+    ("GetContacts", CallKind::UNARY),
+    ("UpdateContacts", CallKind::UNARY),
+    ("CopyContactInfo", CallKind::UNARY),
+    ("CheckOnboardingGate", CallKind::UNARY),
+    ("WatchContacts", CallKind::SERVER_STREAM),
+    ("ResolveRecipients", CallKind::UNARY),
+    ("ListContactInfoRevisions", CallKind::UNARY),
+    ("ListPortalUsers", CallKind::UNARY),
+    ("GrantPortalAccess", CallKind::UNARY),
+    ("UpdatePortalUserRole", CallKind::UNARY),
+    ("RevokePortalAccess", CallKind::UNARY),
+    ("ListEvents", CallKind::UNARY),
+    ("SendVerification", CallKind::UNARY),
+    ("ConfirmContact", CallKind::UNARY),
 ];
 
-fn method_of(path: &str) -> &'static str {
+/// The method's name and gRPC type; `unknown` (unary, as tonic answers
+/// it) for a path the service does not have.
+fn method_of(path: &str) -> (&'static str, &'static str) {
     // By byte: `rsplit` with a char pattern cost more than the lookup.
     let name = path
         .as_bytes()
@@ -47,9 +50,89 @@ fn method_of(path: &str) -> &'static str {
         .map_or(path, |slash| &path[slash + 1..]);
     METHODS
         .iter()
-        .find(|m| **m == name)
+        .find(|(m, _)| *m == name)
         .copied()
-        .unwrap_or("unknown")
+        .unwrap_or(("unknown", CallKind::UNARY))
+}
+
+/// Counts the gRPC messages in a body's bytes, however its data frames cut
+/// them: each message is a 5-byte prefix (a flag, then its length, big
+/// endian) and that many bytes.
+#[derive(Debug, Default)]
+struct Framing {
+    /// Bytes of the current prefix seen (0 to 4).
+    prefix: u8,
+    length: u32,
+    /// Bytes of the current message still to come.
+    left: u64,
+    complete: u64,
+}
+
+impl Framing {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.left > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                self.left -= n as u64;
+                data = &data[n..];
+                if self.left == 0 {
+                    self.complete += 1;
+                }
+                continue;
+            }
+            let byte = data[0];
+            data = &data[1..];
+            if self.prefix > 0 {
+                self.length = (self.length << 8) | u32::from(byte);
+            }
+            self.prefix += 1;
+            if self.prefix == 5 {
+                self.left = u64::from(self.length);
+                (self.prefix, self.length) = (0, 0);
+                if self.left == 0 {
+                    self.complete += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A request body that counts the messages passing through it.
+struct CountedRequest {
+    inner: Body,
+    framing: Framing,
+    received: Arc<AtomicU64>,
+}
+
+impl http_body::Body for CountedRequest {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let this = &mut *self;
+            this.framing.feed(data);
+            this.received
+                .store(this.framing.complete, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Server-side codes that mean the service failed (OpenTelemetry's rule
@@ -111,7 +194,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let method = method_of(request.uri().path());
+        let (method, grpc_type) = method_of(request.uri().path());
         let span = tracing::info_span!(
             "rpc",
             otel.name = %format_args!("{}/{method}", S::NAME),
@@ -137,17 +220,34 @@ where
             span.record("trace_id", trace_id(&span, &caller).as_str());
         }
         let metrics = self.metrics.clone();
+        let kind = CallKind {
+            grpc_service: S::NAME,
+            grpc_method: method,
+            grpc_type,
+        };
+        let received = Arc::new(AtomicU64::new(0));
+        let mut request = request;
         if let Some(m) = &metrics {
-            m.call_started();
+            m.call_started(kind);
+            let counted = received.clone();
+            request = request.map(|inner| {
+                Body::new(CountedRequest {
+                    inner,
+                    framing: Framing::default(),
+                    received: counted,
+                })
+            });
         }
         // Made before the call starts: if the caller goes away first and
         // the future is dropped, its Drop still counts the call (CANCELLED).
         let finish = Finish {
             span: span.clone(),
             metrics,
-            method,
+            kind,
             started: Instant::now(),
             code: None,
+            received,
+            sent: Framing::default(),
         };
         let served = self.inner.call(request).instrument(span);
         Observing::Watched(Box::pin(async move {
@@ -202,9 +302,11 @@ where
 struct Finish {
     span: tracing::Span,
     metrics: Option<Arc<Metrics>>,
-    method: &'static str,
+    kind: CallKind,
     started: Instant,
     code: Option<Code>,
+    received: Arc<AtomicU64>,
+    sent: Framing,
 }
 
 impl Drop for Finish {
@@ -215,7 +317,13 @@ impl Drop for Finish {
             self.span.record("otel.status_code", "ERROR");
         }
         if let Some(m) = &self.metrics {
-            m.call_finished(self.method, code, self.started.elapsed());
+            m.call_finished(
+                self.kind,
+                code,
+                self.started.elapsed(),
+                self.received.load(Ordering::Relaxed),
+                self.sent.complete,
+            );
         }
         tracing::debug!(parent: &self.span, code = code_name(code), "call finished");
     }
@@ -238,6 +346,9 @@ impl http_body::Body for ObservedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.finish.sent.feed(data);
+                }
                 if let Some(trailers) = frame.trailers_ref() {
                     self.finish.code = Some(
                         trailers
@@ -284,23 +395,69 @@ mod tests {
             .flat_map(|s| &s.method)
             .map(|m| m.name())
             .collect();
-        let mut labels = METHODS.to_vec();
+        let mut labels: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
         declared.sort_unstable();
         labels.sort_unstable();
         assert_eq!(labels, declared);
+        // And each has the type the descriptor gives it.
+        for method in set
+            .file
+            .iter()
+            .flat_map(|f| &f.service)
+            .filter(|s| s.name() == "ContactsService")
+            .flat_map(|s| &s.method)
+        {
+            let want = match (method.client_streaming(), method.server_streaming()) {
+                (false, false) => CallKind::UNARY,
+                (false, true) => CallKind::SERVER_STREAM,
+                other => panic!(
+                    "{}: a type this list does not know: {other:?}",
+                    method.name()
+                ),
+            };
+            assert_eq!(method_of(&format!("/x/{}", method.name())).1, want);
+        }
     }
 
     #[test]
     fn metric_labels_only_take_known_methods() {
         assert_eq!(
             method_of("/partnerportal.contacts.v1.ContactsService/GetContacts"),
-            "GetContacts"
+            ("GetContacts", "unary")
+        );
+        assert_eq!(
+            method_of("/partnerportal.contacts.v1.ContactsService/WatchContacts"),
+            ("WatchContacts", "server_stream")
         );
         assert_eq!(
             method_of("/partnerportal.contacts.v1.ContactsService/DropTables"),
-            "unknown"
+            ("unknown", "unary")
         );
-        assert_eq!(method_of(""), "unknown");
+        assert_eq!(method_of("").0, "unknown");
+    }
+
+    /// Messages are counted whole, however the bytes are cut into frames.
+    #[test]
+    fn messages_are_counted_across_frame_boundaries() {
+        let message = |len: usize| {
+            let mut m = vec![0u8];
+            m.extend_from_slice(&u32::try_from(len).expect("small").to_be_bytes());
+            m.extend(std::iter::repeat_n(7u8, len));
+            m
+        };
+        let mut bytes = message(3);
+        bytes.extend(message(0));
+        bytes.extend(message(300));
+        for cut in [1, 2, 4, 5, 6, 64, bytes.len()] {
+            let mut framing = Framing::default();
+            for chunk in bytes.chunks(cut) {
+                framing.feed(chunk);
+            }
+            assert_eq!(framing.complete, 3, "cut every {cut} bytes");
+        }
+        let mut half = Framing::default();
+        half.feed(&message(10)[..8]);
+        assert_eq!(half.complete, 0, "a message is counted once all of it came");
     }
 
     /// Answers every call OK, as a route would.
@@ -348,7 +505,7 @@ mod tests {
         let text = metrics.render().expect("metrics render");
         assert!(
             text.contains(
-                "grpc_server_handled_total{grpc_method=\"GetContacts\",grpc_code=\"CANCELLED\"} 1"
+                "grpc_server_handled_total{grpc_service=\"test.Service\",grpc_method=\"GetContacts\",grpc_type=\"unary\",grpc_code=\"Canceled\"} 1"
             ),
             "{text}"
         );

@@ -259,6 +259,11 @@ impl CachedStore {
         self.reachable.store(reachable, Ordering::Relaxed);
     }
 
+    /// Whether health's probe last found the database reachable.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
     /// UNAVAILABLE at once while the database is known to be unreachable.
     /// The handle counts the call as in flight until it is dropped (the end
     /// of the statement that awaits the call).

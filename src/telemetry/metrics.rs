@@ -1,6 +1,9 @@
 //! Prometheus metrics, served on their own HTTP port (`--metrics-listen`):
-//! calls by method and code, latency, calls in flight, the database pool, the
-//! read cache, the change listener and what the guard refused.
+//! gRPC calls under go-grpc-prometheus's names and labels (so that stock
+//! dashboards and alerts work unchanged), stream lifetimes apart from unary
+//! latency, the build and the process, the database pool, the read cache, the
+//! change listener and what the guard refused. `deploy/prometheus/metrics.txt`
+//! lists every series; a test checks this module exposes exactly those.
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,16 +19,51 @@ use prometheus_client::registry::Registry;
 use crate::relay::RelayStats;
 use crate::store::CachedStore;
 
+/// Which call: the labels every gRPC series has.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallKind {
+    /// The fully qualified service, `partnerportal.contacts.v1.ContactsService`.
+    pub grpc_service: &'static str,
+    pub grpc_method: &'static str,
+    /// `unary` or `server_stream`, as go-grpc-prometheus writes them.
+    pub grpc_type: &'static str,
+}
+
+impl CallKind {
+    pub const UNARY: &'static str = "unary";
+    pub const SERVER_STREAM: &'static str = "server_stream";
+
+    fn streaming(&self) -> bool {
+        self.grpc_type != Self::UNARY
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
-    grpc_method: &'static str,
+    #[prometheus(flatten)]
+    kind: CallKind,
     grpc_code: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MethodLabels {
+struct StreamLabels {
+    grpc_service: &'static str,
     grpc_method: &'static str,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+/// The commit this binary was built from: `PARTNER_CONTACTS_REVISION` at
+/// build time (an image build without `.git` passes it), else what git said
+/// to build.rs, else `unknown`.
+pub const REVISION: &str = match option_env!("PARTNER_CONTACTS_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
 
 /// What the server's guard turned away, by reason, and the connections it
 /// accepted: bumped by the guard, read by the metrics (and tests). Kept here,
@@ -42,8 +80,12 @@ pub struct GuardCounters {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    started: Family<CallKind, Counter>,
     handled: Family<CallLabels, Counter>,
-    handling: Family<MethodLabels, Histogram>,
+    handling: Family<CallKind, Histogram>,
+    streams: Family<StreamLabels, Histogram>,
+    received: Family<CallKind, Counter>,
+    sent: Family<CallKind, Counter>,
     in_flight: Gauge,
     sources: Arc<OnceLock<Sources>>,
 }
@@ -115,6 +157,12 @@ impl Collector for SourcesCollector {
         let Some(s) = self.0.get() else {
             return Ok(());
         };
+        gauge(
+            &mut e,
+            "partner_contacts_database_up",
+            "1 while health's probe reaches the database, else 0 (calls that need it fail at once with UNAVAILABLE).",
+            i64::from(s.store.reachable()),
+        )?;
         let stats = s.store.stats();
         let pool = stats.pool;
         counter(
@@ -207,6 +255,59 @@ impl Collector for SourcesCollector {
     }
 }
 
+/// The process's own figures under the names every Prometheus client library
+/// uses (`process_*`), read at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let p = metrics_process::collector::collect();
+        if let Some(cpu) = p.cpu_seconds_total {
+            let metric = ConstCounter::new(cpu);
+            metric.encode(e.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                metric.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                p.resident_memory_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                p.virtual_memory_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                p.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                p.max_fds,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                p.start_time_seconds,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(v) = value {
+                gauge(&mut e, name, help, i64::try_from(v).unwrap_or(i64::MAX))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -216,20 +317,47 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let started = Family::<CallKind, Counter>::default();
+        registry.register(
+            "grpc_server_started",
+            "ContactsService calls started, by method and type.",
+            started.clone(),
+        );
         let handled = Family::<CallLabels, Counter>::default();
         registry.register(
             "grpc_server_handled",
-            "ContactsService calls completed, by method and gRPC status code.",
+            "ContactsService calls completed, by method, type and gRPC status code.",
             handled.clone(),
         );
-        let handling = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+        let handling = Family::<CallKind, Histogram>::new_with_constructor(|| {
             // 50 µs to about 6.5 s.
             Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
         });
         registry.register(
             "grpc_server_handling_seconds",
-            "Time from a call's arrival to its last byte, by method.",
+            "Time from a unary call's arrival to its last byte, by method (streams are in partner_contacts_stream_duration_seconds).",
             handling.clone(),
+        );
+        let streams = Family::<StreamLabels, Histogram>::new_with_constructor(|| {
+            // 1 s to about 18 h: a stream lives as long as its consumer.
+            Histogram::new(exponential_buckets(1.0, 4.0, 9))
+        });
+        registry.register(
+            "partner_contacts_stream_duration_seconds",
+            "Lifetime of server streams (WatchContacts), from opening to end.",
+            streams.clone(),
+        );
+        let received = Family::<CallKind, Counter>::default();
+        registry.register(
+            "grpc_server_msg_received",
+            "Request messages received, by method and type.",
+            received.clone(),
+        );
+        let sent = Family::<CallKind, Counter>::default();
+        registry.register(
+            "grpc_server_msg_sent",
+            "Response messages sent, by method and type.",
+            sent.clone(),
         );
         let in_flight = Gauge::default();
         registry.register(
@@ -237,12 +365,29 @@ impl Metrics {
             "ContactsService calls (and open streams) being served.",
             in_flight.clone(),
         );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: REVISION,
+            })
+            .set(1);
+        registry.register(
+            "partner_contacts_build_info",
+            "Always 1; the labels name the running version and the commit it was built from.",
+            build,
+        );
+        registry.register_collector(Box::new(ProcessCollector));
         let sources = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(SourcesCollector(sources.clone())));
         Self {
             registry,
+            started,
             handled,
             handling,
+            streams,
+            received,
+            sent,
             in_flight,
             sources,
         }
@@ -262,23 +407,46 @@ impl Metrics {
         });
     }
 
-    pub fn call_started(&self) {
+    pub fn call_started(&self, kind: CallKind) {
         self.in_flight.inc();
+        self.started.get_or_create(&kind).inc();
     }
 
-    pub fn call_finished(&self, method: &'static str, code: tonic::Code, took: Duration) {
+    /// Records a call that ended with `code` after `took`, having received
+    /// and sent that many messages.
+    pub fn call_finished(
+        &self,
+        kind: CallKind,
+        code: tonic::Code,
+        took: Duration,
+        received: u64,
+        sent: u64,
+    ) {
         self.in_flight.dec();
         self.handled
             .get_or_create(&CallLabels {
-                grpc_method: method,
-                grpc_code: code_name(code),
+                kind,
+                grpc_code: go_code_name(code),
             })
             .inc();
-        self.handling
-            .get_or_create(&MethodLabels {
-                grpc_method: method,
-            })
-            .observe(took.as_secs_f64());
+        if kind.streaming() {
+            self.streams
+                .get_or_create(&StreamLabels {
+                    grpc_service: kind.grpc_service,
+                    grpc_method: kind.grpc_method,
+                })
+                .observe(took.as_secs_f64());
+        } else {
+            self.handling
+                .get_or_create(&kind)
+                .observe(took.as_secs_f64());
+        }
+        if received > 0 {
+            self.received.get_or_create(&kind).inc_by(received);
+        }
+        if sent > 0 {
+            self.sent.get_or_create(&kind).inc_by(sent);
+        }
     }
 
     /// The OpenMetrics text exposition.
@@ -289,7 +457,33 @@ impl Metrics {
     }
 }
 
-/// The code's canonical name, as Prometheus users expect (`OK`, `NOT_FOUND`).
+/// The code as go-grpc-prometheus labels it (`OK`, `NotFound`, `Canceled`):
+/// the `grpc_code` values stock dashboards and alert rules match on.
+pub fn go_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// The code's canonical name (`OK`, `NOT_FOUND`), as logs and error
+/// reasons write it.
 pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {

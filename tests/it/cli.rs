@@ -589,7 +589,7 @@ async fn json_log_lines_of_a_call_carry_its_trace_id() {
     scrape.read_to_string(&mut scraped).expect("metrics");
     assert!(
         scraped.contains(
-            r#"grpc_server_handled_total{grpc_method="GetContacts",grpc_code="NOT_FOUND"} 1"#
+            r#"grpc_server_handled_total{grpc_service="partnerportal.contacts.v1.ContactsService",grpc_method="GetContacts",grpc_type="unary",grpc_code="NotFound"} 1"#
         ),
         "{scraped}"
     );

@@ -357,7 +357,7 @@ async fn rides_out_a_database_outage(client: Client) {
 
     check_example_output(client, &out, "acme");
     let rendered = metrics.render().expect("metrics");
-    let refused = handled(&metrics, "UpdateContacts", "UNAVAILABLE");
+    let refused = handled(&metrics, "UpdateContacts", "Unavailable");
     assert!(
         refused >= 1,
         "the first save was not refused during the outage, so nothing was retried:\n{rendered}"

@@ -117,6 +117,28 @@ impl RowLock {
     }
 }
 
+/// The `ErrorInfo` reason of `status`, if it carries one of this service.
+fn reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let info = details.error_info()?;
+    (info.domain == "partner-contacts").then(|| info.reason.clone())
+}
+
+/// The refusal names its reason and says when to retry.
+fn assert_reason_and_retry(status: &tonic::Status, want: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(reason(status).as_deref(), Some(want), "{status:?}");
+    let delay = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay);
+    assert!(
+        delay.is_some_and(|d| d > Duration::ZERO && d < Duration::from_secs(5)),
+        "{status:?}: RetryInfo {delay:?}"
+    );
+}
+
 async fn health(server: &TestServer) -> Result<i32, tonic::Status> {
     HealthClient::new(server.channel.clone())
         .check(HealthCheckRequest {
@@ -177,6 +199,7 @@ async fn calls_beyond_the_limit_are_shed_at_once_while_health_answers() {
             .expect_err("over the limit");
         assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
         assert!(shed.message().contains("limit"), "{shed:?}");
+        assert_reason_and_retry(&shed, "OVERLOADED");
         assert!(
             asked.elapsed() < Duration::from_millis(500),
             "{:?}",
@@ -282,6 +305,11 @@ async fn a_call_without_a_deadline_gets_the_default_one() {
         .await
         .expect_err("past the default deadline");
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_eq!(
+        reason(&err).as_deref(),
+        Some("DEADLINE_EXCEEDED"),
+        "{err:?}"
+    );
     let took = asked.elapsed();
     assert!(
         took >= Duration::from_millis(350) && took < Duration::from_secs(2),
@@ -310,6 +338,7 @@ async fn an_oversize_request_is_resource_exhausted(backend: Backend) {
     let err = client.get_contacts(huge).await.expect_err("too large");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("64 KiB"), "{err:?}");
+    assert_reason_and_retry(&err, "REQUEST_TOO_LARGE");
     // Just under the limit it is an ordinary (invalid) request.
     let big = pb::GetContactsRequest {
         name: "x".repeat(63 * 1024),
@@ -454,7 +483,7 @@ async fn a_call_its_caller_abandons_is_still_counted() {
     loop {
         let text = metrics.render().expect("render");
         let cancelled = text.contains(
-            r#"grpc_server_handled_total{grpc_method="UpdateContacts",grpc_code="CANCELLED"} 1"#,
+            r#"grpc_server_handled_total{grpc_service="partnerportal.contacts.v1.ContactsService",grpc_method="UpdateContacts",grpc_type="unary",grpc_code="Canceled"} 1"#,
         );
         if cancelled && text.contains("grpc_server_in_flight 0") {
             break;
@@ -466,4 +495,92 @@ async fn a_call_its_caller_abandons_is_still_counted() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     lock.release().await;
+}
+
+/// Errors tonic makes itself, before any handler of ours runs, carry the
+/// same details as ours: a request body that is not the method's message,
+/// and a method the service does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_tonic_makes_carry_error_info_too() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut grpc = tonic::client::Grpc::new(server.channel.clone());
+    for (path, body) in [
+        // Field 1 as a varint where a string is expected, then a truncated
+        // length-delimited field: not a GetContactsRequest.
+        (
+            "/partnerportal.contacts.v1.ContactsService/GetContacts",
+            vec![0x08, 0x01, 0x0a, 0x7f],
+        ),
+        (
+            "/partnerportal.contacts.v1.ContactsService/DropTables",
+            vec![],
+        ),
+    ] {
+        grpc.ready().await.expect("ready");
+        let err = grpc
+            .unary::<_, prost::bytes::Bytes, _>(
+                tonic::Request::new(prost::bytes::Bytes::from(body)),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err.code(), Code::Internal | Code::Unimplemented),
+            "{path}: {err:?}"
+        );
+        let want = if err.code() == Code::Unimplemented {
+            "UNIMPLEMENTED"
+        } else {
+            "INTERNAL"
+        };
+        assert_eq!(reason(&err).as_deref(), Some(want), "{path}: {err:?}");
+    }
+}
+
+/// Sends and receives message bytes as they are, to send what no generated
+/// client would.
+#[derive(Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = prost::bytes::Bytes;
+    type Decode = prost::bytes::Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Self::Item,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        prost::bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, Self::Error> {
+        let n = prost::bytes::Buf::remaining(src);
+        Ok(Some(prost::bytes::Buf::copy_to_bytes(src, n)))
+    }
 }
