@@ -86,17 +86,7 @@ pub fn init(
         // The call's span (rpc, method, partner) goes on every line, nested
         // under `span`; the trace and span ids at the top, where log
         // pipelines look for them.
-        LogFormat::Json => fmt::layer()
-            .json()
-            .event_format(WithTraceIds {
-                inner: format()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-                dispatch: dispatch.clone(),
-            })
-            .with_writer(std::io::stderr)
+        LogFormat::Json => json_logs(dispatch.clone(), std::io::stderr)
             .with_filter(filter()?)
             .boxed(),
     };
@@ -143,6 +133,29 @@ pub fn init(
         .try_init()
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
     Ok(Telemetry { tracer })
+}
+
+/// JSON lines to `writer`, the ids read through the dispatch `dispatch`
+/// will hold (a `DispatchSlot` in the same subscriber fills it).
+fn json_logs<S, W>(
+    dispatch: Arc<OnceLock<WeakDispatch>>,
+    writer: W,
+) -> fmt::Layer<S, format::JsonFields, WithTraceIds<format::Format<format::Json>>, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + 'static,
+{
+    fmt::layer()
+        .json()
+        .event_format(WithTraceIds {
+            inner: format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false),
+            dispatch,
+        })
+        .with_writer(writer)
 }
 
 /// Hands the JSON formatter the dispatch it runs in, which the OpenTelemetry
@@ -220,4 +233,88 @@ fn trace_ids(dispatch: &Dispatch, event: &Event<'_>) -> Option<(TraceId, SpanId)
         let ids = otel.span_context();
         ids.is_valid().then(|| (ids.trace_id(), ids.span_id()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Under a scoped subscriber (where a lookup of the default dispatch
+    /// inside an event reads as none), through a span the log hides and one
+    /// without an OpenTelemetry context, and with an explicit parent.
+    #[test]
+    fn json_lines_carry_the_ids_of_the_nearest_span_with_a_context() {
+        let lines = Lines::default();
+        let slot = Arc::new(OnceLock::new());
+        let provider = otel::ids_only();
+        let subscriber = tracing_subscriber::registry()
+            .with(DispatchSlot(slot.clone()))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("test"))
+                    .with_filter(Targets::new().with_target("traced", tracing::Level::INFO)),
+            )
+            .with(
+                json_logs(slot, {
+                    let lines = lines.clone();
+                    move || lines.clone()
+                })
+                .with_filter(EnvFilter::new("warn")),
+            );
+        let call_ids = tracing::subscriber::with_default(subscriber, || {
+            // INFO: hidden by the `warn` log, traced all the same.
+            let call = tracing::info_span!(target: "traced", "call");
+            let cx = call.context();
+            let ids = cx.span().span_context().clone();
+            call.in_scope(|| {
+                // Logged, but with no OpenTelemetry context of its own.
+                tracing::warn_span!(target: "untraced", "inner")
+                    .in_scope(|| tracing::warn!("inside"));
+            });
+            tracing::warn!(parent: &call, "explicit parent");
+            tracing::warn!("outside");
+            ids
+        });
+        assert!(call_ids.is_valid());
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        let line = |message: &str| {
+            lines
+                .iter()
+                .find(|l| l["message"] == message)
+                .unwrap_or_else(|| panic!("no {message:?} in {text}"))
+        };
+        for message in ["inside", "explicit parent"] {
+            assert_eq!(line(message)["trace_id"], call_ids.trace_id().to_string());
+            assert_eq!(line(message)["span_id"], call_ids.span_id().to_string());
+        }
+        assert_eq!(line("inside")["span"]["name"], "inner");
+        let outside = line("outside");
+        assert!(
+            outside.get("trace_id").is_none() && outside.get("span_id").is_none(),
+            "{outside}"
+        );
+    }
 }
