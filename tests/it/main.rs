@@ -13,6 +13,7 @@ mod hostile;
 mod migrations;
 mod mtls;
 mod outage;
+mod pg_cluster;
 mod relay;
 mod reload;
 mod replicas;

@@ -2,7 +2,9 @@
 //! behind the cache), and a real server on port 0.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+pub mod pg_cluster;
+
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use partner_contacts::auth::{self, AuthConfig, Authenticator, JwtConfig};
@@ -146,12 +148,22 @@ pub async fn raw_pg_connection(url: &str) -> Result<PgConnection, sqlx::Error> {
     sqlx::ConnectOptions::connect(&options).await
 }
 
+/// The PostgreSQL server the tests create their databases on, settled once
+/// per process: `TEST_DATABASE_URL`, the machine's 127.0.0.1:5432, or a
+/// throwaway cluster of this process's own (order and removal: `pg_cluster`).
+/// Panics, in every test that needs it, when there is none.
 pub fn test_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+    // The outcome is kept, not only a success: a failed initdb is not
+    // retried by every PostgreSQL test.
+    static URL: OnceLock<Result<String, String>> = OnceLock::new();
+    match URL.get_or_init(pg_cluster::resolve_test_database_url) {
+        Ok(url) => url.clone(),
+        Err(why) => panic!("{why}"),
+    }
 }
 
 /// The socket address of the test PostgreSQL server (host and port of
-/// `TEST_DATABASE_URL`).
+/// `test_database_url`, a throwaway cluster's port included).
 pub fn pg_server_addr() -> std::net::SocketAddr {
     let url = test_database_url();
     let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
@@ -193,8 +205,10 @@ async fn fresh_pg_database() -> (String, Cleanup) {
     let mut admin = raw_pg_connection(&admin_url).await.unwrap_or_else(|e| {
         panic!(
             "PostgreSQL is required for the test suite and is not reachable at {admin_url}: {e}\n\
-             Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
-             or point TEST_DATABASE_URL at a server where the user may CREATE DATABASE."
+             If that is the machine's cluster, start it (Debian: pg_ctlcluster \
+             --skip-systemctl-redirect $(ls /etc/postgresql) main start), or point \
+             TEST_DATABASE_URL at a server where the user may CREATE DATABASE, or set \
+             PARTNER_CONTACTS_TEST_PG=throwaway for a cluster of the tests' own."
         )
     });
     let now = SystemTime::now()
