@@ -73,9 +73,11 @@ impl ServerTls {
             key,
             client_ca,
         };
-        let config = Watched::load("[mtls] TLS certificate, key and client CA", files, move |f| {
-            paths.build(f)
-        })?;
+        let config = Watched::load(
+            "[mtls] TLS certificate, key and client CA",
+            files,
+            move |f| paths.build(f),
+        )?;
         Ok(Self {
             config: Arc::new(config),
             reload_interval: RELOAD_INTERVAL,
@@ -254,9 +256,15 @@ mod tests {
         let key = write(dir.path(), "s.key", &key);
         let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
         let tls = ServerTls::load(cert.clone(), key.clone(), Some(ca)).expect("valid");
-        assert_eq!(tls.config.current_full().alpn_protocols, vec![b"h2".to_vec()]);
+        assert_eq!(
+            tls.config.current_full().alpn_protocols,
+            vec![b"h2".to_vec()]
+        );
         let plain = ServerTls::load(cert, key, None).expect("valid");
-        assert_eq!(plain.config.current_full().alpn_protocols, vec![b"h2".to_vec()]);
+        assert_eq!(
+            plain.config.current_full().alpn_protocols,
+            vec![b"h2".to_vec()]
+        );
     }
 
     #[test]
@@ -273,10 +281,7 @@ mod tests {
         match tls.config.check() {
             Checked::Kept(reason) => {
                 assert!(reason.contains("rustls rejects"), "{reason}");
-                assert!(
-                    reason.contains(&key_path.display().to_string()),
-                    "{reason}"
-                );
+                assert!(reason.contains(&key_path.display().to_string()), "{reason}");
             }
             other => panic!("{other:?}"),
         }

@@ -98,7 +98,11 @@ fn token(alg: Algorithm, kid: &str) -> String {
         "exp": now + 600,
     });
     // The PEM readers are behind a jsonwebtoken feature we do not build.
-    let pem = if alg == Algorithm::RS256 { RS256_KEY } else { ES256_KEY };
+    let pem = if alg == Algorithm::RS256 {
+        RS256_KEY
+    } else {
+        ES256_KEY
+    };
     let der = PrivateKeyDer::from_pem_slice(pem).expect("fixture key");
     let key = if alg == Algorithm::RS256 {
         EncodingKey::from_rsa_der(der.secret_der())
@@ -148,14 +152,24 @@ async fn jwks_keys_added_and_removed_without_a_restart() {
     assert!(!accepted(&server, &new).await, "a key not yet published");
 
     // The issuer publishes its next key beside the current one.
-    replace(dir.path(), "jwks.json", &jwks_with(&["test-rs256", "test-es256"]));
+    replace(
+        dir.path(),
+        "jwks.json",
+        &jwks_with(&["test-rs256", "test-es256"]),
+    );
     eventually("the new key accepted", || accepted(&server, &new)).await;
-    assert!(accepted(&server, &old).await, "both keys during the overlap");
+    assert!(
+        accepted(&server, &old).await,
+        "both keys during the overlap"
+    );
 
     // Then retires the old one, written in place this time.
     write(dir.path(), "jwks.json", &jwks_with(&["test-es256"]));
     let (s, o) = (&server, &old);
-    eventually("the removed key refused", || async move { !accepted(s, o).await }).await;
+    eventually("the removed key refused", || async move {
+        !accepted(s, o).await
+    })
+    .await;
     assert!(accepted(&server, &new).await);
 }
 
