@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use tracing::dispatcher::{Dispatch, WeakDispatch};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, format};
 use tracing_subscriber::layer::SubscriberExt;
@@ -65,6 +65,20 @@ pub fn init(
     args: &LogOptions,
     tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Telemetry, String> {
+    subscriber(args, tracer.as_ref())?
+        .try_init()
+        .map_err(|e| format!("cannot initialise logging: {e}"))?;
+    Ok(Telemetry { tracer })
+}
+
+/// The process's subscriber: the log and, when `tracer` is given, span
+/// export. A span or event that neither the log nor the export wants is
+/// never created (a quiet log keeps h2's, hyper's and sqlx's spans out of
+/// every call: they cost more than the call itself).
+fn subscriber(
+    args: &LogOptions,
+    tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<Dispatch, String> {
     let filter = || {
         EnvFilter::try_new(&args.filter).map_err(|e| {
             format!(
@@ -93,7 +107,7 @@ pub fn init(
     // Exported spans are this service's own (RPCs, store calls) whatever the
     // log level: a quiet log must not mean a blind trace.
     let spans =
-        match &tracer {
+        match tracer {
             Some(provider) => {
                 use opentelemetry::trace::TracerProvider as _;
                 Some(
@@ -126,13 +140,11 @@ pub fn init(
             }
             None => None,
         };
-    tracing_subscriber::registry()
-        .with(DispatchSlot(dispatch))
+    Ok(tracing_subscriber::registry()
+        .with(DispatchSlot::layer(dispatch))
         .with(spans)
         .with(logs)
-        .try_init()
-        .map_err(|e| format!("cannot initialise logging: {e}"))?;
-    Ok(Telemetry { tracer })
+        .into())
 }
 
 /// JSON lines to `writer`, the ids read through the dispatch `dispatch`
@@ -163,6 +175,21 @@ where
 /// dispatch can read as none (a nested lookup, with a scoped subscriber).
 /// Weak, because the dispatch owns the formatter.
 struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl DispatchSlot {
+    /// Filtered to nothing: a layer without a filter of its own would be
+    /// interested in every span and event of every crate, whatever the log
+    /// level, and the registry would build them all. It still hears of the
+    /// dispatch.
+    fn layer<S>(
+        slot: Arc<OnceLock<WeakDispatch>>,
+    ) -> tracing_subscriber::filter::Filtered<Self, LevelFilter, S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        Self(slot).with_filter(LevelFilter::OFF)
+    }
+}
 
 impl<S: Subscriber> Layer<S> for DispatchSlot {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
@@ -267,7 +294,7 @@ mod tests {
         let slot = Arc::new(OnceLock::new());
         let provider = otel::ids_only();
         let subscriber = tracing_subscriber::registry()
-            .with(DispatchSlot(slot.clone()))
+            .with(DispatchSlot::layer(slot.clone()))
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("test"))
@@ -316,5 +343,45 @@ mod tests {
             outside.get("trace_id").is_none() && outside.get("span_id").is_none(),
             "{outside}"
         );
+    }
+
+    /// What a quiet log (the benchmark's `warn`, text or JSON, nothing
+    /// exported) creates: no spans of other crates or of ours below its
+    /// level. Building h2's and hyper's spans for every call once cost more
+    /// instructions than the call itself.
+    #[test]
+    fn a_quiet_log_creates_no_spans_below_its_level() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let args = LogOptions {
+                filter: "warn".into(),
+                format,
+            };
+            let dispatch = subscriber(&args, None).expect("a subscriber");
+            tracing::dispatcher::with_default(&dispatch, || {
+                for span in [
+                    tracing::info_span!(target: "h2::proto", "poll"),
+                    tracing::trace_span!(target: "hyper::proto", "encode"),
+                    tracing::debug_span!(target: "sqlx::query", "query"),
+                    tracing::info_span!(target: "partner_contacts::server", "rpc"),
+                ] {
+                    assert!(span.is_disabled(), "{format:?}: {span:?} was created");
+                }
+                assert!(!tracing::enabled!(target: "h2::codec", tracing::Level::DEBUG));
+                let warned = tracing::warn_span!(target: "partner_contacts::server", "rpc");
+                assert!(!warned.is_disabled(), "{format:?}: a WARN span is logged");
+            });
+        }
+        // With spans exported, ours are created at INFO whatever the log
+        // level, other crates' still not.
+        let provider = otel::ids_only();
+        let args = LogOptions {
+            filter: "warn".into(),
+            format: LogFormat::Text,
+        };
+        let dispatch = subscriber(&args, Some(&provider)).expect("a subscriber");
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(!tracing::info_span!(target: "partner_contacts::server", "rpc").is_disabled());
+            assert!(tracing::info_span!(target: "h2::proto", "poll").is_disabled());
+        });
     }
 }
