@@ -246,6 +246,7 @@ mod tests {
 
     #[test]
     fn changed_files_are_swapped_in_and_bad_ones_kept_out_once() {
+        let _one_at_a_time = crate::telemetry::scoped_subscriber_lock();
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("n");
         std::fs::write(&path, "1").expect("write");

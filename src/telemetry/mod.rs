@@ -2,13 +2,17 @@
 //! carrying its trace id, and in JSON its span id), OpenTelemetry traces
 //! over OTLP when the standard `OTEL_EXPORTER_OTLP_*` variables are set, and
 //! Prometheus metrics.
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use tracing::dispatcher::{Dispatch, WeakDispatch};
+use tracing::span::Record;
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
+use tracing_subscriber::fmt::FormattedFields;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, format};
 use tracing_subscriber::layer::SubscriberExt;
@@ -152,13 +156,14 @@ fn subscriber(
 fn json_logs<S, W>(
     dispatch: Arc<OnceLock<WeakDispatch>>,
     writer: W,
-) -> fmt::Layer<S, format::JsonFields, WithTraceIds<format::Format<format::Json>>, W>
+) -> fmt::Layer<S, AppendJsonFields, WithTraceIds<format::Format<format::Json>>, W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> fmt::MakeWriter<'w> + 'static,
 {
     fmt::layer()
         .json()
+        .fmt_fields(AppendJsonFields)
         .event_format(WithTraceIds {
             inner: format()
                 .json()
@@ -168,6 +173,149 @@ where
             dispatch,
         })
         .with_writer(writer)
+}
+
+/// A span's fields as one JSON object, written straight to text, to which
+/// a later `record` appends. tracing-subscriber's `JsonFields` builds a map
+/// of JSON values for each span, and parses the object and writes it anew on
+/// every `record`; a call's span records three times (trace id, partner,
+/// status), and in JSON at INFO that was a third of every cached read's
+/// instructions. A field recorded twice is in the object twice; the JSON
+/// line's `span` shows the last value, as a reader of the object keeps it.
+struct AppendJsonFields;
+
+impl<'a> FormatFields<'a> for AppendJsonFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'_>,
+        fields: R,
+    ) -> std::fmt::Result {
+        writer.write_char('{')?;
+        let mut object = JsonObject {
+            out: &mut writer,
+            empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut object);
+        object.result?;
+        writer.write_char('}')
+    }
+
+    fn add_fields(
+        &self,
+        current: &'a mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> std::fmt::Result {
+        if current.fields.is_empty() {
+            return self.format_fields(current.as_writer(), fields);
+        }
+        let text = &mut current.fields;
+        if text.pop() != Some('}') {
+            return Err(std::fmt::Error);
+        }
+        let mut object = JsonObject {
+            empty: text.ends_with('{'),
+            out: text,
+            result: Ok(()),
+        };
+        fields.record(&mut object);
+        object.result?;
+        text.push('}');
+        Ok(())
+    }
+}
+
+/// Writes visited fields as `"name":value` members of a JSON object.
+struct JsonObject<'w> {
+    out: &'w mut dyn std::fmt::Write,
+    empty: bool,
+    result: std::fmt::Result,
+}
+
+impl JsonObject<'_> {
+    fn member(&mut self, field: &tracing::field::Field, value: std::fmt::Arguments<'_>) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.empty) {
+            ""
+        } else {
+            ","
+        };
+        self.result = write!(self.out, "{separator}\"")
+            .and_then(|()| JsonEscaped(&mut *self.out).write_str(field.name()))
+            .and_then(|()| write!(self.out, "\":{value}"));
+    }
+
+    fn string(&mut self, field: &tracing::field::Field, value: std::fmt::Arguments<'_>) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.empty) {
+            ""
+        } else {
+            ","
+        };
+        self.result = write!(self.out, "{separator}\"")
+            .and_then(|()| JsonEscaped(&mut *self.out).write_str(field.name()))
+            .and_then(|()| self.out.write_str("\":\""))
+            .and_then(|()| JsonEscaped(&mut *self.out).write_fmt(value))
+            .and_then(|()| self.out.write_char('"'));
+    }
+}
+
+impl tracing::field::Visit for JsonObject<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.string(field, format_args!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.string(field, format_args!("{value}"));
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.member(field, format_args!("{value}"));
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.member(field, format_args!("{value}"));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.member(field, format_args!("{value}"));
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if value.is_finite() {
+            self.member(field, format_args!("{value}"));
+        } else {
+            self.member(field, format_args!("null"));
+        }
+    }
+}
+
+/// Text written into a JSON string: quotes, backslashes and control
+/// characters escaped.
+struct JsonEscaped<'w>(&'w mut dyn std::fmt::Write);
+
+impl std::fmt::Write for JsonEscaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().ok_or(std::fmt::Error)?;
+            match c {
+                '"' => self.0.write_str("\\\""),
+                '\\' => self.0.write_str("\\\\"),
+                '\n' => self.0.write_str("\\n"),
+                '\r' => self.0.write_str("\\r"),
+                '\t' => self.0.write_str("\\t"),
+                c => write!(self.0, "\\u{:04x}", u32::from(c)),
+            }?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
 }
 
 /// Hands the JSON formatter the dispatch it runs in, which the OpenTelemetry
@@ -262,6 +410,17 @@ fn trace_ids(dispatch: &Dispatch, event: &Event<'_>) -> Option<(TraceId, SpanId)
     })
 }
 
+/// Held by unit tests that run under a subscriber of their own: tracing
+/// caches each callsite's interest across every live subscriber, and one
+/// made or dropped on another thread meanwhile can leave a callsite marked
+/// as always enabled for a subscriber that would refuse it.
+#[cfg(test)]
+pub(crate) fn scoped_subscriber_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -290,6 +449,7 @@ mod tests {
     /// without an OpenTelemetry context, and with an explicit parent.
     #[test]
     fn json_lines_carry_the_ids_of_the_nearest_span_with_a_context() {
+        let _one_at_a_time = scoped_subscriber_lock();
         let lines = Lines::default();
         let slot = Arc::new(OnceLock::new());
         let provider = otel::ids_only();
@@ -351,6 +511,7 @@ mod tests {
     /// instructions than the call itself.
     #[test]
     fn a_quiet_log_creates_no_spans_below_its_level() {
+        let _one_at_a_time = scoped_subscriber_lock();
         for format in [LogFormat::Text, LogFormat::Json] {
             let args = LogOptions {
                 filter: "warn".into(),
@@ -383,5 +544,66 @@ mod tests {
             assert!(!tracing::info_span!(target: "partner_contacts::server", "rpc").is_disabled());
             assert!(tracing::info_span!(target: "h2::proto", "poll").is_disabled());
         });
+    }
+
+    /// Fields recorded after the span was made, once or again, reach the
+    /// JSON line's `span` object with their last value.
+    #[test]
+    fn json_span_fields_recorded_later_are_appended() {
+        let _one_at_a_time = scoped_subscriber_lock();
+        let lines = Lines::default();
+        let slot = Arc::new(OnceLock::new());
+        let subscriber = tracing_subscriber::registry()
+            .with(DispatchSlot::layer(slot.clone()))
+            .with(json_logs(slot, {
+                let lines = lines.clone();
+                move || lines.clone()
+            }));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "rpc",
+                method = "GetContacts",
+                partner = tracing::field::Empty,
+                code = tracing::field::Empty,
+                quoted = tracing::field::Empty,
+            );
+            span.record("partner", "acme");
+            span.record("code", 5);
+            span.record("quoted", "a \"}{\" b\\ \n\t\u{1}");
+            span.record("code", 0);
+            span.in_scope(|| tracing::info!("inside"));
+            let bare = tracing::info_span!(
+                "bare",
+                otel.name = tracing::field::Empty,
+                debugged = tracing::field::Empty
+            );
+            bare.record("otel.name", format_args!("{}/{}", "S", "M"));
+            bare.record("debugged", tracing::field::debug(&Some("x")));
+            let typed = tracing::info_span!(parent: &bare, "typed", n = -3_i64, b = true, f = 0.5_f64, u = 7_u64);
+            typed.in_scope(|| tracing::info!("typed"));
+            bare.in_scope(|| tracing::info!("bare"));
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let [line, typed, bare] = &lines[..] else {
+            panic!("three lines expected: {text}")
+        };
+        assert_eq!(bare["span"]["otel.name"], "S/M", "{bare}");
+        assert_eq!(bare["span"]["debugged"], "Some(\"x\")", "{bare}");
+        let span = &line["span"];
+        assert_eq!(span["name"], "rpc", "{line}");
+        assert_eq!(span["method"], "GetContacts", "{line}");
+        assert_eq!(span["partner"], "acme", "{line}");
+        assert_eq!(span["code"], 0, "{line}");
+        assert_eq!(span["quoted"], "a \"}{\" b\\ \n\t\u{1}", "{line}");
+        let span = &typed["span"];
+        assert_eq!(span["name"], "typed", "{typed}");
+        assert_eq!(span["n"], -3, "{typed}");
+        assert_eq!(span["b"], true, "{typed}");
+        assert_eq!(span["f"], 0.5, "{typed}");
+        assert_eq!(span["u"], 7, "{typed}");
     }
 }
