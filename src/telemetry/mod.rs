@@ -233,34 +233,39 @@ struct JsonObject<'w> {
 }
 
 impl JsonObject<'_> {
+    /// A member whose value is written as it is (a number, a boolean).
     fn member(&mut self, field: &tracing::field::Field, value: std::fmt::Arguments<'_>) {
-        if self.result.is_err() {
-            return;
-        }
-        let separator = if std::mem::take(&mut self.empty) {
-            ""
-        } else {
-            ","
-        };
-        self.result = write!(self.out, "{separator}\"")
-            .and_then(|()| JsonEscaped(&mut *self.out).write_str(field.name()))
-            .and_then(|()| write!(self.out, "\":{value}"));
+        self.put(field, |out| out.write_fmt(value));
     }
 
+    /// A member whose value is a JSON string.
     fn string(&mut self, field: &tracing::field::Field, value: std::fmt::Arguments<'_>) {
+        self.put(field, |out| {
+            out.write_char('"')?;
+            JsonEscaped(&mut *out).write_fmt(value)?;
+            out.write_char('"')
+        });
+    }
+
+    fn put(
+        &mut self,
+        field: &tracing::field::Field,
+        value: impl FnOnce(&mut dyn std::fmt::Write) -> std::fmt::Result,
+    ) {
         if self.result.is_err() {
             return;
         }
-        let separator = if std::mem::take(&mut self.empty) {
-            ""
-        } else {
-            ","
-        };
-        self.result = write!(self.out, "{separator}\"")
-            .and_then(|()| JsonEscaped(&mut *self.out).write_str(field.name()))
-            .and_then(|()| self.out.write_str("\":\""))
-            .and_then(|()| JsonEscaped(&mut *self.out).write_fmt(value))
-            .and_then(|()| self.out.write_char('"'));
+        let first = std::mem::take(&mut self.empty);
+        let out = &mut *self.out;
+        self.result = (|| {
+            if !first {
+                out.write_char(',')?;
+            }
+            out.write_char('"')?;
+            JsonEscaped(&mut *out).write_str(field.name())?;
+            out.write_str("\":")?;
+            value(out)
+        })();
     }
 }
 
