@@ -3,10 +3,12 @@
 //!
 //! Why: a read that misses the cache costs PostgreSQL (and the driver) far
 //! more per statement than per row. `workers` queries may be in flight at
-//! once; a read that finds a worker idle goes at once, alone (no added wait),
+//! once; a read that finds a worker idle goes with every read that the
+//! calls ready to run beside it make (one turn of the scheduler, no timer),
 //! and the reads that arrive while every worker is busy leave together in
 //! the next query. Under a burst of misses (the alert dispatcher's incident
-//! fan-out) batches grow by themselves; in quiet times nothing changes.
+//! fan-out) batches grow by themselves; in quiet times a lone read goes
+//! alone, with no added wait.
 //!
 //! Every read is its own query's snapshot or a later one: a read is sent only
 //! after it was asked for, so read-your-writes holds as for a plain query.
@@ -83,14 +85,25 @@ where
 }
 
 /// The reads waiting now: the first to arrive (waiting for it), then every
-/// other already queued, up to `max`. One worker at a time takes from the
-/// queue; the others are querying.
+/// other queued by the time the calls that were ready to run alongside it
+/// have run, up to `max`. One worker at a time takes from the queue; the
+/// others are querying.
 async fn next_batch<K, V>(
     queue: &Mutex<mpsc::UnboundedReceiver<(K, Reply<V>)>>,
     max: usize,
 ) -> Option<Vec<(K, Reply<V>)>> {
     let mut queue = queue.lock().await;
     let first = queue.recv().await?;
+    if queue.is_empty() {
+        // Misses rarely come while every worker is busy: under skewed reads
+        // they arrive one at a time, each to an idle worker. Letting the
+        // calls already runnable run first (one turn of the scheduler: no
+        // timer, no wait when nothing else is ready) lets the misses they
+        // make join this one. Zipf over 1 000 000 partners: 0.20 queries per
+        // call without it, 0.115 with it; a second turn gathered a little
+        // more (0.09) but cost more in latency than it saved.
+        tokio::task::yield_now().await;
+    }
     let mut batch = Vec::with_capacity(max.min(queue.len() + 1));
     batch.push(first);
     while batch.len() < max {
@@ -244,6 +257,55 @@ mod tests {
             *seen.lock().expect("test lock"),
             vec![vec![2], vec![4, 5, 6]]
         );
+    }
+
+    #[tokio::test]
+    async fn reads_made_by_calls_ready_beside_a_lone_one_join_it() {
+        let (c, seen, _gate) = coalescer(100, 64, false);
+        // Two calls woken by the first one's send: they are ready to run
+        // when the idle worker wakes for the first read, but behind it.
+        let ready = Arc::new(Semaphore::new(0));
+        let behind: Vec<_> = [4, 6]
+            .into_iter()
+            .map(|k| {
+                let (c, ready) = (Arc::clone(&c), Arc::clone(&ready));
+                tokio::spawn(async move {
+                    let _go = ready.acquire().await.map_err(|_| stopped())?;
+                    c.get(k).await
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await; // both now wait for `ready`
+        let first = {
+            let (c, ready) = (Arc::clone(&c), Arc::clone(&ready));
+            tokio::spawn(async move {
+                let read = c.get(2);
+                let mut read = std::pin::pin!(read);
+                // Sends the read (waking the worker), then wakes the others.
+                let sent = poll_once(read.as_mut()).await;
+                ready.add_permits(2);
+                match sent {
+                    Some(done) => done,
+                    None => read.await,
+                }
+            })
+        };
+        assert_eq!(first.await.expect("task"), Ok(Some(20)));
+        for (k, r) in [4u32, 6].into_iter().zip(behind) {
+            assert_eq!(r.await.expect("task"), Ok(Some(k * 10)));
+        }
+        assert_eq!(*seen.lock().expect("test lock"), vec![vec![2, 4, 6]]);
+    }
+
+    /// Polls `f` once: its output if it finished, else `None`.
+    async fn poll_once<F: Future + Unpin>(mut f: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 
     #[tokio::test]
