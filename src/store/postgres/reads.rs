@@ -73,8 +73,8 @@ const BATCH_READ: &str = concat!(
 );
 
 /// [`BATCH_READ`] for one key, with the same columns: a miss that arrives
-/// alone (about half of them when reads are skewed, since the cache holds
-/// the popular partners) has no arrays to unnest. pgbench with both statements
+/// alone (many of them when reads are skewed, since the cache holds the
+/// popular partners) has no arrays to unnest. pgbench with both statements
 /// over 1 000 000 rows: ~10 % more lone reads per second from the same
 /// PostgreSQL (the server's own instructions per miss barely change).
 const ONE_READ: &str = concat!(
