@@ -1,6 +1,7 @@
 //! Assembles the gRPC server: contacts API behind its guard, health,
 //! reflection, graceful shutdown.
 mod guard;
+mod io;
 mod observe;
 
 pub use crate::telemetry::GuardCounters;
@@ -174,12 +175,17 @@ pub async fn serve(
     let connections = incoming(listener, settings.counters.clone());
     // TLS is done by auth::ServerTls, not tonic's tls_config, whose
     // certificates could not change without a restart.
-    let server: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match &settings.tls {
-        Some(tls) => {
-            Box::pin(router.serve_with_incoming_shutdown(tls.accept(connections), signalled))
-        }
-        None => Box::pin(router.serve_with_incoming_shutdown(connections, signalled)),
-    };
+    let server: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+        match &settings.tls {
+            Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+                tls.accept(connections).map(|c| c.map(io::WholeWrites)),
+                signalled,
+            )),
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                connections.map(|c| c.map(io::WholeWrites)),
+                signalled,
+            )),
+        };
 
     let grace = settings.shutdown_grace;
     let mut stop_rx = stop_rx;
