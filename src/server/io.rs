@@ -109,6 +109,16 @@ mod tests {
         }
     }
 
+    impl Counted {
+        /// Counts a write that moved bytes.
+        fn count(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+            if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+                self.1.fetch_add(1, Ordering::SeqCst);
+            }
+            polled
+        }
+    }
+
     impl AsyncWrite for Counted {
         fn poll_write(
             self: Pin<&mut Self>,
@@ -117,10 +127,7 @@ mod tests {
         ) -> Poll<io::Result<usize>> {
             let this = self.get_mut();
             let polled = Pin::new(&mut this.0).poll_write(cx, buf);
-            if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-                this.1.fetch_add(1, Ordering::SeqCst);
-            }
-            polled
+            this.count(polled)
         }
 
         fn poll_write_vectored(
@@ -130,10 +137,7 @@ mod tests {
         ) -> Poll<io::Result<usize>> {
             let this = self.get_mut();
             let polled = Pin::new(&mut this.0).poll_write_vectored(cx, bufs);
-            if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-                this.1.fetch_add(1, Ordering::SeqCst);
-            }
-            polled
+            this.count(polled)
         }
 
         fn is_write_vectored(&self) -> bool {
