@@ -133,7 +133,10 @@ async fn saved_with_challenges_lasting(backend: Backend, lifetime: Duration) -> 
 }
 
 async fn unusable_challenges_are_refused_alike(backend: Backend) {
-    let server = saved_with_challenges_lasting(backend, Duration::from_millis(600)).await;
+    // Long enough for the 205 refused confirms below to finish well inside
+    // it on a slow, busy machine (600 ms once did not, in CI on 2 cores).
+    let lifetime = Duration::from_secs(3);
+    let server = saved_with_challenges_lasting(backend, lifetime).await;
     let mut c = server.client.clone();
 
     send(&mut c, &["dev@example.com"]).await.expect("send");
@@ -145,6 +148,8 @@ async fn unusable_challenges_are_refused_alike(backend: Backend) {
     send(&mut c, &["merchants@example.com"])
         .await
         .expect("send");
+    // The challenge was made before its send returned: past this, it has expired.
+    let expired_after = std::time::Instant::now() + lifetime + Duration::from_millis(100);
     let expiring = requested(&mut c).await.remove(2).challenge;
 
     let mut refusals = vec![
@@ -163,7 +168,7 @@ async fn unusable_challenges_are_refused_alike(backend: Backend) {
         .await
         .expect("the current challenge still works after the guesses");
     refusals.push(confirm(&mut c, "partners/acme", &current).await);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep_until(expired_after.into()).await;
     refusals.push(confirm(&mut c, "partners/acme", &expiring).await);
 
     let first = assert_invalid(refusals.remove(0), &["challenge"]);
