@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tracing::instrument;
 
 use super::changes::{CHANNEL, Change, ChangeFeed};
@@ -16,24 +16,25 @@ use super::coalesce::Coalescer;
 
 mod events;
 mod reads;
+mod save;
 mod users;
 mod verify;
 use super::outbox::{EventRows, StoredEvent};
-use super::requests::{encode_response, replay};
-use super::rows::{ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields};
+use super::rows::{ReadyRow, RevisionRow, Row, UserRow};
 use super::{
     ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
 };
 use crate::domain::{
     ContactInfo, ContactInfoName, Event, PartnerId, PartnerVerifications, PortalUser,
-    PortalUserEmails, RekeyReport, Revision, Update, VerificationFacts, now_micros, save_events,
+    PortalUserEmails, RekeyReport, Revision, Update, VerificationFacts,
 };
 use crate::error::Error;
 use crate::wire::Ready;
 use reads::{PgReader, READ_BATCH_MAX, ReadFound, ReadKey, read_connections};
 use users::{email_keys, user_emails, users_changed};
 
-/// A create racing another create of the same resource retries this often.
+/// A save that lost a race (a create to another create, an update without
+/// a lock to a concurrent update) is tried in a transaction this often.
 const MAX_ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub struct PostgresStore {
     /// while others are in flight.
     reads: Arc<Coalescer<ReadKey, ReadFound>>,
 }
+
+/// A pooled connection idle this long is pinged before it is used.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// How long after its call's deadline PostgreSQL stops a write's statement.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
@@ -184,6 +188,20 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.saturating_sub(readers).max(1))
             .acquire_timeout(options.acquire_timeout)
+            // sqlx pings a connection (a round trip) when it is given back,
+            // and by default again when it is taken: under load that was a
+            // third of an update's round trips. Taken, a connection is
+            // pinged only after it sat idle a while (a database restart or
+            // an idle timeout may have closed it meanwhile).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect.clone())
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
@@ -254,146 +272,6 @@ impl PostgresStore {
         begun.map_err(|e| to_error(&e, "begin"))
     }
 
-    /// `Ok(None)`: lost a create race; the caller tries again.
-    async fn try_update(
-        &self,
-        update: &Update,
-        request: Option<&RequestKey>,
-        actor: &str,
-    ) -> Result<Option<Saved>, Error> {
-        let mut tx = self.begin().await?;
-
-        if let Some(key) = request {
-            // Claiming the id first makes a concurrent retry wait for this
-            // transaction, then see its result instead of racing it.
-            let claimed = sqlx::query(
-                "INSERT INTO update_requests (request_id, fingerprint, create_time)
-                 VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(key.slot)
-            .bind(key.fingerprint.as_slice())
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| to_error(&e, "claim request id"))?
-            .rows_affected()
-                == 1;
-            if !claimed {
-                let (fingerprint, response): (Vec<u8>, Option<String>) = sqlx::query_as(
-                    "SELECT fingerprint, response::text FROM update_requests WHERE request_id = $1",
-                )
-                .bind(key.slot)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| to_error(&e, "read request id"))?;
-                return replay(key, &fingerprint, response.as_deref()).map(|info| {
-                    Some(Saved {
-                        info,
-                        verifications: None,
-                    })
-                });
-            }
-        }
-
-        let sql = format!("{SELECT_COLUMNS} FOR UPDATE");
-        let current: Option<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(update.name.partner.as_str())
-            .bind(update.name.environment.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| to_error(&e, "lock contact info"))?;
-        let current = current.map(|r| row(r).into_domain()).transpose()?;
-        let users = match update.needs_portal_users() {
-            true => Some(user_emails(&mut tx, &update.name.partner).await?),
-            false => None,
-        };
-        let next = update.apply(current.as_ref(), users.as_ref(), now_micros())?;
-        let fields = encode_fields(&next.fields)?;
-        let response = request.map(|_| encode_response(&next)).transpose()?;
-        let change = Change::ContactInfo {
-            name: next.name.clone(),
-            revision: next.revision,
-        };
-        // One statement writes the row, its revision, its events, the request's recorded
-        // response and the change notification (sent at commit, and only
-        // then): each round trip saved is a lock held that much shorter.
-        let write = match &current {
-            None => {
-                "INSERT INTO contact_info
-                     (partner, environment, revision, etag, fields, create_time, update_time,
-                      ready, ready_revision)
-                 VALUES ($1, $2, $3, $4, $5::jsonb, $11, $6, $16, $3)
-                 ON CONFLICT (partner, environment) DO NOTHING
-                 RETURNING 1"
-            }
-            Some(_) => {
-                "UPDATE contact_info
-                 SET revision = $3, etag = $4, fields = $5::jsonb, update_time = $6,
-                     ready = $16, ready_revision = $3
-                 WHERE partner = $1 AND environment = $2 AND revision = $7
-                 RETURNING 1"
-            }
-        };
-        let events = EventRows::of(&save_events(current.as_ref(), &next, actor));
-        let sql = format!(
-            "WITH written AS ({write}),
-             {},
-             revision AS (
-                 INSERT INTO contact_info_revisions
-                     (partner, environment, revision, actor, request_id, changed_fields, etag,
-                      fields, resource_create_time, create_time, source)
-                 SELECT $1, $2, $3, $8, $9, $10, $4, $5::jsonb, $11, $6, $17 FROM written
-             ),
-             recorded AS (
-                 UPDATE update_requests SET response = $12::jsonb
-                 WHERE request_id = $15 AND EXISTS (SELECT 1 FROM written)
-             )
-             SELECT ({}), {}",
-            events::events_ctes("written", 1, 18, 19, 20, 6),
-            if self.notify {
-                "SELECT count(*) FROM (SELECT pg_notify($13, $14) FROM written) AS notified"
-            } else {
-                "SELECT count(*) FROM written"
-            },
-            verify::facts_array!("$1"),
-        );
-        let (written, facts): (i64, Vec<String>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(next.name.partner.as_str())
-            .bind(next.name.environment.as_str())
-            .bind(next.revision)
-            .bind(&next.etag)
-            .bind(&fields)
-            .bind(next.update_time)
-            .bind(current.as_ref().map_or(0, |c| c.revision))
-            .bind(actor)
-            .bind(request.map(|k| k.id))
-            .bind(encode_changed(next.changed_since(current.as_ref())))
-            .bind(next.create_time)
-            .bind(response)
-            .bind(CHANNEL)
-            .bind(change.encode())
-            .bind(request.map(|k| k.slot))
-            .bind(Ready::of(&next).to_stored())
-            .bind(update.copied_from.as_ref().map(ToString::to_string))
-            .bind(&events.ids)
-            .bind(&events.types)
-            .bind(&events.payloads)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| to_error(&e, "save contact info"))?;
-        if written != 1 {
-            // A concurrent create won the race; the row lock now orders us.
-            return Ok(None);
-        }
-        tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-        Ok(Some(Saved {
-            info: next,
-            verifications: Some(verify::parse_facts(facts)?),
-        }))
-    }
-}
-
-impl PostgresStore {
     /// Tells every replica, when the transaction commits (and only then).
     async fn notify(&self, conn: &mut PgConnection, change: &Change) -> Result<(), Error> {
         if !self.notify {
@@ -630,6 +508,12 @@ impl ContactStore for PostgresStore {
         request: Option<&RequestKey>,
         actor: &str,
     ) -> Result<Saved, Error> {
+        if request.is_none()
+            && !update.needs_portal_users()
+            && let Some(saved) = self.try_unlocked_update(update, actor).await?
+        {
+            return Ok(saved);
+        }
         for _ in 0..MAX_ATTEMPTS {
             if let Some(saved) = self.try_update(update, request, actor).await? {
                 return Ok(saved);

@@ -421,24 +421,29 @@ async fn concurrent_updates_with_one_etag_let_exactly_one_win(kind: StoreKind) {
     assert_eq!(get(&t.store, &n).await, Some(winners.remove(0)));
 }
 
+/// Racer `i`'s unconditional update of the technical emergency contacts.
+fn racing_update(n: &ContactInfoName, i: i64) -> Update {
+    let mut mask = FieldSet::EMPTY;
+    mask.insert(Field::TechnicalEmergencyContacts);
+    Update {
+        name: n.clone(),
+        patch: ContactFields {
+            technical_emergency_contacts: vec![contact(&format!("p{i}@example.com"))],
+            ..Default::default()
+        },
+        mask,
+        expected_etag: None,
+        copied_from: None,
+    }
+}
+
 async fn concurrent_unconditional_creates_lose_nothing(kind: StoreKind) {
     let t = acme_store(kind).await;
     let n = prod("racy");
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = t.store.clone();
-            let mut mask = FieldSet::EMPTY;
-            mask.insert(Field::TechnicalEmergencyContacts);
-            let update = Update {
-                name: n.clone(),
-                patch: ContactFields {
-                    technical_emergency_contacts: vec![contact(&format!("p{i}@example.com"))],
-                    ..Default::default()
-                },
-                mask,
-                expected_etag: None,
-                copied_from: None,
-            };
+            let update = racing_update(&n, i);
             tokio::spawn(async move { store.update(&update, None, ACTOR).await })
         })
         .collect();
@@ -453,6 +458,54 @@ async fn concurrent_unconditional_creates_lose_nothing(kind: StoreKind) {
     // Every save got its own revision: none overwrote another unseen.
     assert_eq!(revisions, (1..=20).collect());
     assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(20));
+}
+
+/// Updates of an existing resource racing each other (on PostgreSQL a
+/// plain update first tries without a transaction, as a compare-and-set,
+/// and falls back to a locked transaction when it loses): every one is
+/// saved, as its own revision, with what it read as its base.
+async fn concurrent_updates_of_an_existing_resource_lose_nothing(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    let n = prod("acme");
+    let base = save(&t.store, &replace_all(&n, complete_fields())).await;
+    const RACERS: i64 = 20;
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = t.store.clone();
+            let update = racing_update(&n, i);
+            tokio::spawn(async move { store.update(&update, None, ACTOR).await })
+        })
+        .collect();
+    let mut saved = Vec::new();
+    for task in tasks {
+        saved.push(
+            task.await
+                .expect("task")
+                .expect("every unconditional update succeeds"),
+        );
+    }
+    let revisions: HashSet<i64> = saved.iter().map(|i| i.revision).collect();
+    assert_eq!(revisions, (2..=RACERS + 1).collect());
+    let latest = get(&t.store, &n).await.expect("saved");
+    assert_eq!(latest.revision, RACERS + 1);
+    assert_eq!(
+        latest.fields.alert_contacts, base.fields.alert_contacts,
+        "fields outside the mask kept"
+    );
+    // The history holds each save as it was answered: none overwritten.
+    let history = t
+        .store
+        .list_revisions(&n, None, 100)
+        .await
+        .expect("history");
+    assert_eq!(history.len() as i64, RACERS + 1);
+    for info in &saved {
+        let kept = history
+            .iter()
+            .find(|r| r.info.revision == info.revision)
+            .expect("revision in the history");
+        assert_eq!(&kept.info, info);
+    }
 }
 
 async fn request_id_retry_returns_first_result_without_saving(kind: StoreKind) {
@@ -654,6 +707,7 @@ on_every_store!(
     etag_on_a_missing_resource_is_rejected,
     concurrent_updates_with_one_etag_let_exactly_one_win,
     concurrent_unconditional_creates_lose_nothing,
+    concurrent_updates_of_an_existing_resource_lose_nothing,
     request_id_retry_returns_first_result_without_saving,
     request_id_reused_for_another_request_is_invalid,
     request_ids_are_scoped_to_the_partner,
