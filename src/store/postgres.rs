@@ -78,6 +78,32 @@ const SELECT_COLUMNS: &str =
     "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
      FROM contact_info WHERE partner = $1 AND environment = $2";
 
+/// Whether reading the row locks it.
+#[derive(Debug, Clone, Copy)]
+enum Lock {
+    None,
+    ForUpdate,
+}
+
+/// The resource as it is now.
+async fn read_row(
+    conn: &mut PgConnection,
+    name: &ContactInfoName,
+    lock: Lock,
+) -> Result<Option<ContactInfo>, Error> {
+    let (sql, what) = match lock {
+        Lock::None => (SELECT_COLUMNS.to_owned(), "read contact info"),
+        Lock::ForUpdate => (format!("{SELECT_COLUMNS} FOR UPDATE"), "lock contact info"),
+    };
+    let found: Option<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(name.partner.as_str())
+        .bind(name.environment.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| to_error(&e, what))?;
+    found.map(|r| row(r).into_domain()).transpose()
+}
+
 /// The read path's columns (see `reads`): the JSON only when the ready form is stale.
 type PgReadyRow = (
     String,
@@ -363,13 +389,12 @@ impl ContactStore for PostgresStore {
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error> {
-        let found: Option<PgRow> = sqlx::query_as(SELECT_COLUMNS)
-            .bind(name.partner.as_str())
-            .bind(name.environment.as_str())
-            .fetch_optional(&self.pool)
+        let mut conn = self
+            .pool
+            .acquire()
             .await
-            .map_err(|e| to_error(&e, "read contact info"))?;
-        found.map(|r| row(r).into_domain()).transpose()
+            .map_err(|e| to_error(&e, "acquire"))?;
+        read_row(&mut conn, name, Lock::None).await
     }
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]

@@ -4,7 +4,7 @@
 //! plain update, as a compare-and-set without a transaction.
 use sqlx::PgConnection;
 
-use super::{CHANNEL, PgRow, PostgresStore, SELECT_COLUMNS, events, row, user_emails, verify};
+use super::{CHANNEL, Lock, PostgresStore, events, read_row, user_emails, verify};
 use crate::domain::{ContactInfo, Update, now_micros, save_events};
 use crate::error::Error;
 use crate::store::changes::Change;
@@ -98,32 +98,6 @@ impl<'a> Saving<'a> {
             events: EventRows::of(&save_events(current, next, actor)),
         })
     }
-}
-
-/// Whether reading the row locks it.
-#[derive(Debug, Clone, Copy)]
-enum Lock {
-    None,
-    ForUpdate,
-}
-
-/// The resource as it is now.
-async fn current(
-    conn: &mut PgConnection,
-    update: &Update,
-    lock: Lock,
-) -> Result<Option<ContactInfo>, Error> {
-    let (sql, what) = match lock {
-        Lock::None => (SELECT_COLUMNS.to_owned(), "read contact info"),
-        Lock::ForUpdate => (format!("{SELECT_COLUMNS} FOR UPDATE"), "lock contact info"),
-    };
-    let found: Option<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(update.name.partner.as_str())
-        .bind(update.name.environment.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(|e| to_error(&e, what))?;
-    found.map(|r| row(r).into_domain()).transpose()
 }
 
 impl PostgresStore {
@@ -232,7 +206,7 @@ impl PostgresStore {
             .acquire()
             .await
             .map_err(|e| to_error(&e, "acquire a connection"))?;
-        let Some(current) = current(&mut conn, update, Lock::None).await? else {
+        let Some(current) = read_row(&mut conn, &update.name, Lock::None).await? else {
             return Ok(None);
         };
         // Decided on the row as read: a concurrent save either committed
@@ -298,7 +272,7 @@ impl PostgresStore {
             }
         }
 
-        let current = current(&mut tx, update, Lock::ForUpdate).await?;
+        let current = read_row(&mut tx, &update.name, Lock::ForUpdate).await?;
         let users = match update.needs_portal_users() {
             true => Some(user_emails(&mut tx, &update.name.partner).await?),
             false => None,
