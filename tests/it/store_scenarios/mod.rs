@@ -437,24 +437,38 @@ fn racing_update(n: &ContactInfoName, i: i64) -> Update {
     }
 }
 
-async fn concurrent_unconditional_creates_lose_nothing(kind: StoreKind) {
-    let t = acme_store(kind).await;
-    let n = prod("racy");
-    let tasks: Vec<_> = (0..20)
+/// Runs `racers` of [`racing_update`] at once; what each saved, in racer order.
+async fn race_unconditional_updates(
+    store: &DynStore,
+    n: &ContactInfoName,
+    racers: i64,
+) -> Vec<ContactInfo> {
+    let tasks: Vec<_> = (0..racers)
         .map(|i| {
-            let store = t.store.clone();
-            let update = racing_update(&n, i);
+            let store = store.clone();
+            let update = racing_update(n, i);
             tokio::spawn(async move { store.update(&update, None, ACTOR).await })
         })
         .collect();
-    let mut revisions = HashSet::new();
+    let mut saved = Vec::new();
     for task in tasks {
-        let info = task
-            .await
-            .expect("task")
-            .expect("every unconditional update succeeds");
-        revisions.insert(info.revision);
+        saved.push(
+            task.await
+                .expect("task")
+                .expect("every unconditional update succeeds"),
+        );
     }
+    saved
+}
+
+async fn concurrent_unconditional_creates_lose_nothing(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    let n = prod("racy");
+    let revisions: HashSet<i64> = race_unconditional_updates(&t.store, &n, 20)
+        .await
+        .iter()
+        .map(|i| i.revision)
+        .collect();
     // Every save got its own revision: none overwrote another unseen.
     assert_eq!(revisions, (1..=20).collect());
     assert_eq!(get(&t.store, &n).await.map(|i| i.revision), Some(20));
@@ -469,21 +483,7 @@ async fn concurrent_updates_of_an_existing_resource_lose_nothing(kind: StoreKind
     let n = prod("acme");
     let base = save(&t.store, &replace_all(&n, complete_fields())).await;
     const RACERS: i64 = 20;
-    let tasks: Vec<_> = (0..RACERS)
-        .map(|i| {
-            let store = t.store.clone();
-            let update = racing_update(&n, i);
-            tokio::spawn(async move { store.update(&update, None, ACTOR).await })
-        })
-        .collect();
-    let mut saved = Vec::new();
-    for task in tasks {
-        saved.push(
-            task.await
-                .expect("task")
-                .expect("every unconditional update succeeds"),
-        );
-    }
+    let saved = race_unconditional_updates(&t.store, &n, RACERS).await;
     let revisions: HashSet<i64> = saved.iter().map(|i| i.revision).collect();
     assert_eq!(revisions, (2..=RACERS + 1).collect());
     let latest = get(&t.store, &n).await.expect("saved");
