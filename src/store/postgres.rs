@@ -74,9 +74,12 @@ type PgRow = (
     DateTime<Utc>,
 );
 
-const SELECT_COLUMNS: &str =
-    "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
-     FROM contact_info WHERE partner = $1 AND environment = $2";
+macro_rules! select_columns {
+    () => {
+        "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
+         FROM contact_info WHERE partner = $1 AND environment = $2"
+    };
+}
 
 /// Whether reading the row locks it.
 #[derive(Debug, Clone, Copy)]
@@ -85,17 +88,21 @@ enum Lock {
     ForUpdate,
 }
 
-/// The resource as it is now.
-async fn read_row(
-    conn: &mut PgConnection,
+/// The resource as it is now, read through the pool, a connection or a
+/// transaction.
+async fn read_row<'e>(
+    conn: impl sqlx::Executor<'e, Database = Postgres>,
     name: &ContactInfoName,
     lock: Lock,
 ) -> Result<Option<ContactInfo>, Error> {
     let (sql, what) = match lock {
-        Lock::None => (SELECT_COLUMNS.to_owned(), "read contact info"),
-        Lock::ForUpdate => (format!("{SELECT_COLUMNS} FOR UPDATE"), "lock contact info"),
+        Lock::None => (select_columns!(), "read contact info"),
+        Lock::ForUpdate => (
+            concat!(select_columns!(), " FOR UPDATE"),
+            "lock contact info",
+        ),
     };
-    let found: Option<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let found: Option<PgRow> = sqlx::query_as(sql)
         .bind(name.partner.as_str())
         .bind(name.environment.as_str())
         .fetch_optional(conn)
@@ -389,12 +396,7 @@ impl ContactStore for PostgresStore {
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]
     async fn get(&self, name: &ContactInfoName) -> Result<Option<ContactInfo>, Error> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| to_error(&e, "acquire"))?;
-        read_row(&mut conn, name, Lock::None).await
+        read_row(&self.pool, name, Lock::None).await
     }
 
     #[instrument(skip(self), fields(partner = %name.partner.as_str(), environment = name.environment.as_str()), err(level = "debug"))]

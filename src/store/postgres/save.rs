@@ -206,7 +206,7 @@ impl PostgresStore {
             .acquire()
             .await
             .map_err(|e| to_error(&e, "acquire a connection"))?;
-        let Some(current) = read_row(&mut conn, &update.name, Lock::None).await? else {
+        let Some(current) = read_row(&mut *conn, &update.name, Lock::None).await? else {
             return Ok(None);
         };
         // Decided on the row as read: a concurrent save either committed
@@ -272,7 +272,7 @@ impl PostgresStore {
             }
         }
 
-        let current = read_row(&mut tx, &update.name, Lock::ForUpdate).await?;
+        let current = read_row(&mut *tx, &update.name, Lock::ForUpdate).await?;
         let users = match update.needs_portal_users() {
             true => Some(user_emails(&mut tx, &update.name.partner).await?),
             false => None,
