@@ -16,6 +16,18 @@ async fn health(server: &TestServer) -> i32 {
     health_of(server, partner_contacts::server::SERVICE_NAME).await
 }
 
+/// Polls health until it reports `status`; false if it did not within `within`.
+async fn await_health(server: &TestServer, status: ServingStatus, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while health(server).await != status as i32 {
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
 async fn health_of(server: &TestServer, service: &str) -> i32 {
     HealthClient::new(server.channel.clone())
         .check(HealthCheckRequest {
@@ -57,6 +69,17 @@ async fn postgres_outage_is_unavailable_and_recovers() {
     };
     let store = common::store_with(Backend::Postgres, options, |url| proxy.route(url)).await;
     let server = TestServer::start_on(store, GatePolicy::builtin()).await;
+    // Started, the server is not yet ready for this test. Health reports
+    // SERVING once its probe has reached the database: an outage before that
+    // reads as the start, not as an outage (one failed probe is not yet
+    // one). And the change listener, once it listens, drops the cache (what
+    // was saved before went unseen); it starts connecting when the store
+    // opens, before the probe's first ping. So the save below, which the
+    // outage's reads are answered from, comes after both.
+    assert!(
+        await_health(&server, ServingStatus::Serving, Duration::from_secs(5)).await,
+        "never SERVING before the outage"
+    );
     let mut client = server.client.clone();
     let saved = client
         .update_contacts(update_request())
@@ -98,11 +121,10 @@ async fn postgres_outage_is_unavailable_and_recovers() {
 
     // Once health has seen the outage, calls that need the database fail
     // at once instead of each waiting out the acquire timeout.
-    let until = Instant::now() + Duration::from_secs(5);
-    while health(&server).await != ServingStatus::NotServing as i32 {
-        assert!(Instant::now() < until, "health never reported NOT_SERVING");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        await_health(&server, ServingStatus::NotServing, Duration::from_secs(5)).await,
+        "health never reported NOT_SERVING"
+    );
     // Liveness probes must not restart a replica for its database's outage.
     assert_eq!(
         health_of(&server, partner_contacts::server::LIVENESS_SERVICE_NAME).await,
@@ -122,14 +144,10 @@ async fn postgres_outage_is_unavailable_and_recovers() {
     );
 
     proxy.restore().await;
-    let restored = Instant::now();
-    while health(&server).await != ServingStatus::Serving as i32 {
-        assert!(
-            restored.elapsed() < Duration::from_secs(5),
-            "not SERVING within 5 s of the database returning"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        await_health(&server, ServingStatus::Serving, Duration::from_secs(5)).await,
+        "not SERVING within 5 s of the database returning"
+    );
     client
         .update_contacts(update_request())
         .await
