@@ -454,38 +454,52 @@ impl ContactStore for PostgresStore {
 
     #[instrument(skip(self), err(level = "debug"))]
     async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
         let mut written = 0;
-        // In key order from where the last batch ended, so that the whole
-        // table is read once, not again from the start for every batch.
-        let mut after = (String::new(), String::new());
         loop {
             let mut tx = self.pool.begin().await.map_err(|e| to_error(&e, "begin"))?;
-            let sql = format!(
-                "SELECT partner, environment, revision, etag, fields::text, create_time, update_time
-                 FROM contact_info
-                 WHERE (partner, environment) > ($1, $2)
-                   AND ready_revision IS DISTINCT FROM revision
+            // The rows `ready_pending` names (migration 0008): the table
+            // itself is not walked. Locked in this order (the entries, then
+            // their rows, then the entries deleted) so that an older
+            // release's save, which locks the row and then records it,
+            // never waits on this transaction while it waits on that save.
+            // SKIP LOCKED: replicas starting together share the entries.
+            let keys: Vec<(String, String)> = sqlx::query_as(
+                "SELECT partner, environment FROM ready_pending
                  ORDER BY partner, environment
-                 LIMIT {batch} FOR UPDATE SKIP LOCKED"
-            );
-            let rows: Vec<PgRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(&after.0)
-                .bind(&after.1)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| to_error(&e, "read rows without a ready form"))?;
-            if let Some(last) = rows.last() {
-                after = (last.0.clone(), last.1.clone());
-            } else {
+                 LIMIT $1 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "read the rows without a ready form"))?;
+            if keys.is_empty() {
                 return Ok(written);
             }
-            let (mut partners, mut environments, mut revisions, mut blobs) =
+            let (partners, environments): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+            // An entry whose row is current again (a newer release saved it
+            // since) is only deleted.
+            let rows: Vec<PgRow> = sqlx::query_as(
+                "SELECT c.partner, c.environment, c.revision, c.etag, c.fields::text,
+                        c.create_time, c.update_time
+                 FROM contact_info c
+                 JOIN UNNEST($1::text[], $2::text[]) AS k(partner, environment)
+                   ON c.partner = k.partner AND c.environment = k.environment
+                 WHERE c.ready_revision IS DISTINCT FROM c.revision
+                 FOR UPDATE OF c",
+            )
+            .bind(&partners)
+            .bind(&environments)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "read rows without a ready form"))?;
+            let (mut stale_partners, mut stale_environments, mut revisions, mut blobs) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for r in rows {
                 let info = row(r).into_domain()?;
                 blobs.push(Ready::of(&info).to_stored());
-                partners.push(info.name.partner.as_str().to_owned());
-                environments.push(info.name.environment.as_str());
+                stale_partners.push(info.name.partner.as_str().to_owned());
+                stale_environments.push(info.name.environment.as_str());
                 revisions.push(info.revision);
             }
             let n = sqlx::query(
@@ -495,14 +509,24 @@ impl ContactStore for PostgresStore {
                  WHERE c.partner = v.partner AND c.environment = v.environment
                    AND c.revision = v.revision",
             )
-            .bind(&partners)
-            .bind(&environments)
+            .bind(&stale_partners)
+            .bind(&stale_environments)
             .bind(&revisions)
             .bind(&blobs)
             .execute(&mut *tx)
             .await
             .map_err(|e| to_error(&e, "write ready forms"))?
             .rows_affected();
+            sqlx::query(
+                "DELETE FROM ready_pending p
+                 USING UNNEST($1::text[], $2::text[]) AS k(partner, environment)
+                 WHERE p.partner = k.partner AND p.environment = k.environment",
+            )
+            .bind(&partners)
+            .bind(&environments)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "clear written ready forms"))?;
             tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
             written += n;
         }

@@ -258,42 +258,56 @@ impl ContactStore for SqliteStore {
 
     #[instrument(skip(self), err(level = "debug"))]
     async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
         let mut written = 0;
-        // In key order from where the last batch ended: the table is read once.
-        let mut after = (String::new(), String::new());
         loop {
             let mut tx = self.begin_write().await?;
-            let sql = format!(
-                "SELECT partner, environment, revision, etag, fields, create_time, update_time
-                 FROM contact_info
-                 WHERE (partner, environment) > (?1, ?2) AND ready_revision IS NOT revision
-                 ORDER BY partner, environment LIMIT {batch}"
-            );
-            let rows: Vec<SqliteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(&after.0)
-                .bind(&after.1)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| to_error(&e, "read rows without a ready form"))?;
-            if let Some(last) = rows.last() {
-                after = (last.0.clone(), last.1.clone());
-            } else {
+            // The rows `ready_pending` names (migration 0008): the table
+            // itself is not walked.
+            let keys: Vec<(String, String)> = sqlx::query_as(
+                "SELECT partner, environment FROM ready_pending
+                 ORDER BY partner, environment LIMIT ?1",
+            )
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| to_error(&e, "read the rows without a ready form"))?;
+            if keys.is_empty() {
                 return Ok(written);
             }
-            for r in rows {
-                let info = decode(r)?;
-                sqlx::query(
-                    "UPDATE contact_info SET ready = ?4, ready_revision = ?3
-                     WHERE partner = ?1 AND environment = ?2 AND revision = ?3",
+            for (partner, environment) in keys {
+                // None: current again (a newer release saved it since).
+                let stale: Option<SqliteRow> = sqlx::query_as(
+                    "SELECT partner, environment, revision, etag, fields, create_time, update_time
+                     FROM contact_info
+                     WHERE partner = ?1 AND environment = ?2 AND ready_revision IS NOT revision",
                 )
-                .bind(info.name.partner.as_str())
-                .bind(info.name.environment.as_str())
-                .bind(info.revision)
-                .bind(Ready::of(&info).to_stored())
-                .execute(&mut *tx)
+                .bind(&partner)
+                .bind(&environment)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(|e| to_error(&e, "write ready form"))?;
-                written += 1;
+                .map_err(|e| to_error(&e, "read a row without a ready form"))?;
+                if let Some(r) = stale {
+                    let info = decode(r)?;
+                    sqlx::query(
+                        "UPDATE contact_info SET ready = ?4, ready_revision = ?3
+                         WHERE partner = ?1 AND environment = ?2 AND revision = ?3",
+                    )
+                    .bind(info.name.partner.as_str())
+                    .bind(info.name.environment.as_str())
+                    .bind(info.revision)
+                    .bind(Ready::of(&info).to_stored())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| to_error(&e, "write ready form"))?;
+                    written += 1;
+                }
+                sqlx::query("DELETE FROM ready_pending WHERE partner = ?1 AND environment = ?2")
+                    .bind(&partner)
+                    .bind(&environment)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| to_error(&e, "clear a written ready form"))?;
             }
             tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
         }

@@ -920,12 +920,63 @@ async fn backfill_makes_the_forms_current_again(backend: Backend) {
     assert_eq!(get_contacts(&server, PROD_NAME).await, message(&older));
 }
 
+/// The schema before `ready_pending` (migration 0008).
+const BEFORE_READY_PENDING: i64 = 7;
+
+/// Case 5: a row an older release left stale before the database kept a
+/// record of such rows (migration 0008) is recorded by the migration, and
+/// the backfill, which now reads only the record, still writes it.
+async fn a_row_left_stale_before_the_record_is_written(backend: Backend) {
+    let db = common::empty_database(backend).await;
+    let dir = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(dir))
+        .await
+        .expect("read migrations");
+    let mut old = match backend {
+        Backend::Postgres => Db::Pg(PgConnection::connect(&db.url).await.expect("connect")),
+        Backend::Sqlite => Db::Sqlite(
+            SqliteConnection::connect(&format!("{}?mode=rwc", db.url))
+                .await
+                .expect("connect"),
+        ),
+    };
+    match &mut old {
+        Db::Pg(c) => migrator.run_to(BEFORE_READY_PENDING, c).await,
+        Db::Sqlite(c) => migrator.run_to(BEFORE_READY_PENDING, c).await,
+    }
+    .expect("the schema before ready_pending");
+    let fields = ContactFields {
+        alert_contacts: vec![],
+        ..first_fields()
+    };
+    let stale = old
+        .old_update(&update(&prod(), fields, FieldSet::all()))
+        .await;
+    assert_eq!(old.stored_form(&prod()).await.ready_revision, None);
+    drop(old);
+
+    let (t, _) = db.open().await;
+    let mut db = Db::connect(backend, &t.url).await;
+    assert_eq!(t.store.backfill_ready(10).await.expect("backfill"), 1);
+    let form = db.stored_form(&prod()).await;
+    assert_eq!(form.ready_revision, Some(stale.revision));
+    assert_eq!(
+        Ready::from_stored(form.ready.as_deref().expect("ready form"), stale.revision),
+        Some(Ready::of(&stale))
+    );
+    assert_eq!(t.store.backfill_ready(10).await.expect("backfill"), 0);
+}
+
 crate::on_both_backends!(
     an_older_release_save_is_read_not_the_stale_form,
     a_row_the_older_release_created_is_read,
     newer_release_saves_are_read_by_the_older_release,
     a_newer_format_ready_form_is_not_misread,
     backfill_makes_the_forms_current_again,
+    a_row_left_stale_before_the_record_is_written,
 );
 
 /// PostgreSQL, where replicas of both releases run side by side: a replica

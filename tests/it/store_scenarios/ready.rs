@@ -12,7 +12,9 @@ use super::{
     acme_store, complete_fields, contact, get, name, prod, raw_execute, replace_all, save,
     set_stored_ready, stored_ready,
 };
-use crate::common::{StoreKind, TestStore};
+use sqlx::Connection;
+
+use crate::common::{self, Backend, StoreKind, TestStore};
 use crate::on_every_store;
 
 /// Fields that name no alert contacts, so any partner may save them.
@@ -227,6 +229,71 @@ async fn backfill_writes_exactly_the_missing_ready_forms(kind: StoreKind) {
     );
 }
 
+/// The entries of `ready_pending` (migration 0008), in key order.
+async fn pending_forms(t: &TestStore, kind: StoreKind) -> Vec<(String, String)> {
+    let sql = "SELECT partner, environment FROM ready_pending ORDER BY partner, environment";
+    match kind.backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&t.url)
+                .await
+                .expect("connect");
+            sqlx::query_as(sql).fetch_all(&mut c).await
+        }
+        Backend::Postgres => {
+            let mut c = common::raw_pg_connection(&t.url).await.expect("connect");
+            sqlx::query_as(sql).fetch_all(&mut c).await
+        }
+    }
+    .expect("read ready_pending")
+}
+
+fn pending(n: &ContactInfoName) -> (String, String) {
+    (
+        n.partner.as_str().to_owned(),
+        n.environment.as_str().to_owned(),
+    )
+}
+
+/// The backfill reads what the database recorded (a trigger, whoever
+/// saved): this release's saves record nothing, a save that leaves the form
+/// stale records its row, and a row saved current again before the backfill
+/// is only cleared. Without the record, every start walked the whole table.
+async fn the_database_records_which_forms_to_write(kind: StoreKind) {
+    let t = acme_store(kind).await;
+    let names = [prod("p0"), prod("p1"), name("p1", Environment::Sandbox)];
+    let mut saved = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        saved.push(save(&t.store, &replace_all(n, fields(i))).await);
+    }
+    assert_eq!(pending_forms(&t, kind).await, vec![], "current forms only");
+    assert_eq!(t.store.backfill_ready(10).await.expect("backfill"), 0);
+
+    // An older release leaves p0's form missing and p1's a revision behind.
+    set_stored_ready(&t, kind, &names[0], None, None).await;
+    raw_execute(
+        &t,
+        kind,
+        "UPDATE contact_info SET ready_revision = revision - 1
+         WHERE partner = 'p1' AND environment = 'production'",
+    )
+    .await
+    .expect("mark stale");
+    assert_eq!(
+        pending_forms(&t, kind).await,
+        vec![pending(&names[0]), pending(&names[1])]
+    );
+
+    // This release saves p1 again before any backfill: current, nothing to
+    // write, and its entry is cleared with p0's.
+    saved[1] = save(&t.store, &replace_all(&names[1], fields(7))).await;
+    assert_eq!(t.store.backfill_ready(1).await.expect("backfill"), 1);
+    assert_eq!(pending_forms(&t, kind).await, vec![]);
+    for info in &saved {
+        assert_stored_current(&t, kind, &info.name, info).await;
+    }
+    assert_eq!(t.store.backfill_ready(1).await.expect("backfill again"), 0);
+}
+
 /// Reads that arrive together (PostgreSQL answers them in one statement)
 /// each get their own partner's answer: contact info, users, absence.
 async fn reads_arriving_together_each_get_their_own(kind: StoreKind) {
@@ -297,4 +364,5 @@ on_every_store!(
     a_save_is_read_back_in_its_ready_form,
     a_missing_or_stale_ready_form_reads_from_the_fields,
     backfill_writes_exactly_the_missing_ready_forms,
+    the_database_records_which_forms_to_write,
 );
