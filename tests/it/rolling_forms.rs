@@ -927,27 +927,8 @@ const BEFORE_READY_PENDING: i64 = 7;
 /// record of such rows (migration 0008) is recorded by the migration, and
 /// the backfill, which now reads only the record, still writes it.
 async fn a_row_left_stale_before_the_record_is_written(backend: Backend) {
-    let db = common::empty_database(backend).await;
-    let dir = match backend {
-        Backend::Sqlite => "migrations/sqlite",
-        Backend::Postgres => "migrations/postgres",
-    };
-    let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(dir))
-        .await
-        .expect("read migrations");
-    let mut old = match backend {
-        Backend::Postgres => Db::Pg(PgConnection::connect(&db.url).await.expect("connect")),
-        Backend::Sqlite => Db::Sqlite(
-            SqliteConnection::connect(&format!("{}?mode=rwc", db.url))
-                .await
-                .expect("connect"),
-        ),
-    };
-    match &mut old {
-        Db::Pg(c) => migrator.run_to(BEFORE_READY_PENDING, c).await,
-        Db::Sqlite(c) => migrator.run_to(BEFORE_READY_PENDING, c).await,
-    }
-    .expect("the schema before ready_pending");
+    let db = common::database_at_schema(backend, BEFORE_READY_PENDING).await;
+    let mut old = Db::connect(backend, &db.url).await;
     let fields = ContactFields {
         alert_contacts: vec![],
         ..first_fields()

@@ -274,6 +274,34 @@ pub async fn empty_database(backend: Backend) -> EmptyDatabase {
     }
 }
 
+/// An empty database migrated only up to `version`: the schema an older
+/// release ran on, for rows written the way it wrote them.
+pub async fn database_at_schema(backend: Backend, version: i64) -> EmptyDatabase {
+    use sqlx::Connection;
+    let db = empty_database(backend).await;
+    let dir = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(dir))
+        .await
+        .expect("read migrations");
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", db.url))
+                .await
+                .expect("connect");
+            migrator.run_to(version, &mut c).await
+        }
+        Backend::Postgres => {
+            let mut c = PgConnection::connect(&db.url).await.expect("connect");
+            migrator.run_to(version, &mut c).await
+        }
+    }
+    .unwrap_or_else(|e| panic!("migrate {backend:?} to schema {version}: {e}"));
+    db
+}
+
 impl EmptyDatabase {
     /// Opens (and so migrates) it, with what the migration reported.
     pub async fn open(self) -> (TestStore, partner_contacts::domain::RekeyReport) {

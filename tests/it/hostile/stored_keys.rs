@@ -2,8 +2,6 @@
 //! keys recomputed, two users who turn out to share a mailbox both kept and
 //! reported, a look-alike saved back then no longer passing as a portal user,
 //! and values saved under the old rules still readable (canonicalised).
-use std::path::Path;
-
 use partner_contacts::domain::{ContactInfoName, Environment, PartnerId, PortalUserName};
 use partner_contacts::pb;
 use sqlx::Connection;
@@ -78,23 +76,12 @@ const OLD_FIELDS: &str = r#"{
 
 /// A database at the previous release's schema, with its rows.
 async fn previous_release(backend: Backend) -> EmptyDatabase {
-    let db = common::empty_database(backend).await;
-    let dir = match backend {
-        Backend::Sqlite => "migrations/sqlite",
-        Backend::Postgres => "migrations/postgres",
-    };
-    let migrator = sqlx::migrate::Migrator::new(Path::new(dir))
-        .await
-        .expect("read migrations");
+    let db = common::database_at_schema(backend, PREVIOUS_RELEASE_SCHEMA).await;
     match backend {
         Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", db.url))
+            let mut c = sqlx::SqliteConnection::connect(&db.url)
                 .await
                 .expect("connect");
-            migrator
-                .run_to(PREVIOUS_RELEASE_SCHEMA, &mut c)
-                .await
-                .expect("previous schema");
             for u in old_users() {
                 sqlx::query(
                     "INSERT INTO portal_users (partner, id, email, email_key, role, create_time, update_time)
@@ -120,10 +107,6 @@ async fn previous_release(backend: Backend) -> EmptyDatabase {
         }
         Backend::Postgres => {
             let mut c = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-            migrator
-                .run_to(PREVIOUS_RELEASE_SCHEMA, &mut c)
-                .await
-                .expect("previous schema");
             for u in old_users() {
                 sqlx::query(
                     "INSERT INTO portal_users (partner, id, email, email_key, role, create_time, update_time)
