@@ -22,7 +22,6 @@ use partner_contacts::telemetry::Metrics;
 use prost::Message;
 use serde_json::Value;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::common::{self, Backend, TcpProxy, TestServer};
 
@@ -293,15 +292,6 @@ async fn the_typescript_example_calls_the_server_with_the_generated_client() {
     the_example_calls_the_server(Client::TypeScript).await;
 }
 
-async fn health(server: &TestServer) -> i32 {
-    HealthClient::new(server.channel.clone())
-        .check(HealthCheckRequest {
-            service: SERVICE.into(),
-        })
-        .await
-        .map_or(-1, |r| r.into_inner().status)
-}
-
 /// `grpc_server_handled_total` for `method` and `code`.
 fn handled(metrics: &Metrics, method: &str, code: &str) -> u64 {
     let text = metrics.render().expect("metrics");
@@ -341,12 +331,19 @@ async fn rides_out_a_database_outage(client: Client) {
     // Compiled before the outage, so that the outage times only the calls.
     let cmd = example(client, scratch.path(), server.addr, "acme", Some(&token));
 
+    assert!(
+        server
+            .await_health(ServingStatus::Serving, Duration::from_secs(10))
+            .await,
+        "health never reported SERVING"
+    );
     proxy.cut();
-    let until = Instant::now() + Duration::from_secs(10);
-    while health(&server).await != ServingStatus::NotServing as i32 {
-        assert!(Instant::now() < until, "health never saw the outage");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        server
+            .await_health(ServingStatus::NotServing, Duration::from_secs(10))
+            .await,
+        "health never saw the outage"
+    );
     let started = Instant::now();
     let running = tokio::spawn(run(cmd));
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -8,34 +8,8 @@ use partner_contacts::store::StoreOptions;
 use tonic::Code;
 
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::common::{self, Backend, TcpProxy, TestServer};
-
-async fn health(server: &TestServer) -> i32 {
-    health_of(server, partner_contacts::server::SERVICE_NAME).await
-}
-
-/// Polls health until it reports `status`; false if it did not within `within`.
-async fn await_health(server: &TestServer, status: ServingStatus, within: Duration) -> bool {
-    let until = Instant::now() + within;
-    while health(server).await != status as i32 {
-        if Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
-}
-
-async fn health_of(server: &TestServer, service: &str) -> i32 {
-    HealthClient::new(server.channel.clone())
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .map_or(-1, |r| r.into_inner().status)
-}
 
 const NAME: &str = "partners/acme/environments/production/contactInfo";
 
@@ -77,7 +51,9 @@ async fn postgres_outage_is_unavailable_and_recovers() {
     // opens, before the probe's first ping. So the save below, which the
     // outage's reads are answered from, comes after both.
     assert!(
-        await_health(&server, ServingStatus::Serving, Duration::from_secs(5)).await,
+        server
+            .await_health(ServingStatus::Serving, Duration::from_secs(5))
+            .await,
         "never SERVING before the outage"
     );
     let mut client = server.client.clone();
@@ -122,12 +98,16 @@ async fn postgres_outage_is_unavailable_and_recovers() {
     // Once health has seen the outage, calls that need the database fail
     // at once instead of each waiting out the acquire timeout.
     assert!(
-        await_health(&server, ServingStatus::NotServing, Duration::from_secs(5)).await,
+        server
+            .await_health(ServingStatus::NotServing, Duration::from_secs(5))
+            .await,
         "health never reported NOT_SERVING"
     );
     // Liveness probes must not restart a replica for its database's outage.
     assert_eq!(
-        health_of(&server, partner_contacts::server::LIVENESS_SERVICE_NAME).await,
+        server
+            .health_of(partner_contacts::server::LIVENESS_SERVICE_NAME)
+            .await,
         ServingStatus::Serving as i32,
         "liveness follows the database"
     );
@@ -145,7 +125,9 @@ async fn postgres_outage_is_unavailable_and_recovers() {
 
     proxy.restore().await;
     assert!(
-        await_health(&server, ServingStatus::Serving, Duration::from_secs(5)).await,
+        server
+            .await_health(ServingStatus::Serving, Duration::from_secs(5))
+            .await,
         "not SERVING within 5 s of the database returning"
     );
     client

@@ -385,6 +385,41 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// What health reports for `service` (-1: the check itself failed).
+    pub async fn health_of(&self, service: &str) -> i32 {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        HealthClient::new(self.channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map_or(-1, |r| r.into_inner().status)
+    }
+
+    /// What health reports for the contacts service.
+    pub async fn health(&self) -> i32 {
+        self.health_of(server::SERVICE_NAME).await
+    }
+
+    /// Polls the contacts service's health until it reports `status`; false
+    /// if it did not within `within`. Health starts NOT_SERVING until its
+    /// first probe answers, so a test that cuts the database waits for
+    /// SERVING first, or it may take the start for the outage.
+    pub async fn await_health(
+        &self,
+        status: tonic_health::pb::health_check_response::ServingStatus,
+        within: Duration,
+    ) -> bool {
+        let until = std::time::Instant::now() + within;
+        while self.health().await != status as i32 {
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     pub async fn start(backend: Backend) -> Self {
         Self::start_with(backend, GatePolicy::builtin()).await
     }
