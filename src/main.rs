@@ -145,8 +145,23 @@ async fn run(cli: Cli) -> Result<(), String> {
             .backfill_ready(BACKFILL_BATCH)
             .await
             .map_err(|e| format!("cannot write the ready forms: {e}"))?;
-        if filled > 0 {
-            println!("ready forms written for {filled} contact infos");
+        if filled.written > 0 {
+            println!("ready forms written for {} contact infos", filled.written);
+        }
+        // Not a failed migration: those rows read no worse than before (they
+        // fail either way until repaired), and the deploy must not hang on
+        // them. Named, so that someone can.
+        if filled.undecodable > 0 {
+            println!(
+                "warning: {} contact infos skipped, their stored fields do not decode (reads of them fail until they are repaired): {}{}",
+                filled.undecodable,
+                filled.undecodable_rows.join(", "),
+                if filled.undecodable > filled.undecodable_rows.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
         }
         if report.rekeyed > 0 {
             println!("email keys recomputed for {} portal users", report.rekeyed);
@@ -170,8 +185,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         let store = store.clone();
         async move {
             match store.backfill_ready(BACKFILL_BATCH).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, "ready forms written"),
+                Ok(report) => {
+                    if report.written > 0 {
+                        tracing::info!(rows = report.written, "ready forms written");
+                    }
+                    if report.undecodable > 0 {
+                        tracing::warn!(
+                            rows = report.undecodable,
+                            first = report.undecodable_rows.join(", "),
+                            "ready forms not written: stored fields do not decode"
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!(
                     "cannot write the ready forms (reads fall back to the fields): {e}"
                 ),

@@ -599,7 +599,7 @@ impl ContactStore for CachedStore {
             .map(|(ready, users)| ((*ready).clone(), (*users).clone())))
     }
 
-    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+    async fn backfill_ready(&self, batch: usize) -> Result<super::Backfill, Error> {
         self.database()?.backfill_ready(batch).await
     }
 

@@ -63,8 +63,10 @@ pub trait ContactStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Writes the ready form of rows that lack a current one (saved by a
     /// release before it, or by an older release during a rollout), at most
-    /// `batch` rows per transaction; returns how many. Run by `migrate`.
-    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error>;
+    /// `batch` rows per transaction. Run by `migrate`. A row whose stored
+    /// fields do not decode is skipped and reported, not retried: one bad
+    /// row must not stop every start from writing the forms after it.
+    async fn backfill_ready(&self, batch: usize) -> Result<Backfill, Error>;
 
     /// The contact info as it was at `at`: its newest revision saved at or
     /// before then.
@@ -275,6 +277,38 @@ pub struct NewChallenge {
 /// partner's users, what changes (or why nothing may).
 pub type UserDecision<'a> =
     Box<dyn FnOnce(&[PortalUser]) -> Result<PortalUserChange, Error> + Send + 'a>;
+
+/// What [`ContactStore::backfill_ready`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backfill {
+    /// Ready forms written.
+    pub written: u64,
+    /// Rows skipped because their stored fields do not decode (reads of
+    /// them fail as well, until they are repaired).
+    pub undecodable: u64,
+    /// The first of those rows (`partner/environment` as stored), at most
+    /// [`Backfill::NAMED`], for the operator's log.
+    pub undecodable_rows: Vec<String>,
+}
+
+impl Backfill {
+    /// How many undecodable rows a report names.
+    pub const NAMED: usize = 20;
+
+    /// Records a row skipped because `error` says its fields do not decode.
+    pub fn skip(&mut self, partner: &str, environment: &str, error: &Error) {
+        tracing::warn!(
+            partner,
+            environment,
+            "cannot write the ready form of a row whose stored fields do not decode: {error}"
+        );
+        self.undecodable += 1;
+        if self.undecodable_rows.len() < Self::NAMED {
+            self.undecodable_rows
+                .push(format!("{partner}/{environment}"));
+        }
+    }
+}
 
 /// A backend's connection pool and change listener, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

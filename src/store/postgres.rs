@@ -22,7 +22,7 @@ mod verify;
 use super::outbox::{EventRows, StoredEvent};
 use super::rows::{ReadyRow, RevisionRow, Row, UserRow};
 use super::{
-    ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
+    Backfill, ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
 };
 use crate::domain::{
     ContactInfo, ContactInfoName, Event, PartnerId, PartnerVerifications, PortalUser,
@@ -453,9 +453,9 @@ impl ContactStore for PostgresStore {
     }
 
     #[instrument(skip(self), err(level = "debug"))]
-    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+    async fn backfill_ready(&self, batch: usize) -> Result<Backfill, Error> {
         let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
-        let mut written = 0;
+        let mut report = Backfill::default();
         loop {
             let mut tx = self.pool.begin().await.map_err(|e| to_error(&e, "begin"))?;
             // The rows `ready_pending` names (migration 0008): the table
@@ -474,7 +474,7 @@ impl ContactStore for PostgresStore {
             .await
             .map_err(|e| to_error(&e, "read the rows without a ready form"))?;
             if keys.is_empty() {
-                return Ok(written);
+                return Ok(report);
             }
             let (partners, environments): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
             // An entry whose row is current again (a newer release saved it
@@ -496,7 +496,16 @@ impl ContactStore for PostgresStore {
             let (mut stale_partners, mut stale_environments, mut revisions, mut blobs) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for r in rows {
-                let info = row(r).into_domain()?;
+                let (partner, environment) = (r.0.clone(), r.1.clone());
+                // Its entry is cleared with the others: a later save or a
+                // repair by hand leaves the form stale, so records it again.
+                let info = match row(r).into_domain() {
+                    Ok(info) => info,
+                    Err(e) => {
+                        report.skip(&partner, &environment, &e);
+                        continue;
+                    }
+                };
                 blobs.push(Ready::of(&info).to_stored());
                 stale_partners.push(info.name.partner.as_str().to_owned());
                 stale_environments.push(info.name.environment.as_str());
@@ -528,7 +537,7 @@ impl ContactStore for PostgresStore {
             .await
             .map_err(|e| to_error(&e, "clear written ready forms"))?;
             tx.commit().await.map_err(|e| to_error(&e, "commit"))?;
-            written += n;
+            report.written += n;
         }
     }
 

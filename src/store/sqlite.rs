@@ -19,7 +19,7 @@ mod verify;
 use super::requests::{encode_response, replay};
 use super::rows::{ReadyRow, RevisionRow, Row, UserRow, encode_changed, encode_fields, internal};
 use super::{
-    ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
+    Backfill, ContactStore, NewChallenge, RequestKey, Saved, StoreOptions, UserCursor, UserDecision,
 };
 use crate::domain::{
     ContactInfo, ContactInfoName, Event, PartnerId, PartnerVerifications, PortalUser,
@@ -257,9 +257,9 @@ impl ContactStore for SqliteStore {
     }
 
     #[instrument(skip(self), err(level = "debug"))]
-    async fn backfill_ready(&self, batch: usize) -> Result<u64, Error> {
+    async fn backfill_ready(&self, batch: usize) -> Result<Backfill, Error> {
         let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
-        let mut written = 0;
+        let mut report = Backfill::default();
         loop {
             let mut tx = self.begin_write().await?;
             // The rows `ready_pending` names (migration 0008): the table
@@ -273,7 +273,7 @@ impl ContactStore for SqliteStore {
             .await
             .map_err(|e| to_error(&e, "read the rows without a ready form"))?;
             if keys.is_empty() {
-                return Ok(written);
+                return Ok(report);
             }
             for (partner, environment) in keys {
                 // None: current again (a newer release saved it since).
@@ -287,20 +287,25 @@ impl ContactStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| to_error(&e, "read a row without a ready form"))?;
-                if let Some(r) = stale {
-                    let info = decode(r)?;
-                    sqlx::query(
-                        "UPDATE contact_info SET ready = ?4, ready_revision = ?3
+                // Undecodable: skipped, its entry cleared as below (a later
+                // save or a repair by hand records it again).
+                match stale.map(decode) {
+                    None => {}
+                    Some(Err(e)) => report.skip(&partner, &environment, &e),
+                    Some(Ok(info)) => {
+                        sqlx::query(
+                            "UPDATE contact_info SET ready = ?4, ready_revision = ?3
                          WHERE partner = ?1 AND environment = ?2 AND revision = ?3",
-                    )
-                    .bind(info.name.partner.as_str())
-                    .bind(info.name.environment.as_str())
-                    .bind(info.revision)
-                    .bind(Ready::of(&info).to_stored())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| to_error(&e, "write ready form"))?;
-                    written += 1;
+                        )
+                        .bind(info.name.partner.as_str())
+                        .bind(info.name.environment.as_str())
+                        .bind(info.revision)
+                        .bind(Ready::of(&info).to_stored())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| to_error(&e, "write ready form"))?;
+                        report.written += 1;
+                    }
                 }
                 sqlx::query("DELETE FROM ready_pending WHERE partner = ?1 AND environment = ?2")
                     .bind(&partner)

@@ -611,3 +611,52 @@ async fn json_log_lines_of_a_call_carry_its_trace_id() {
         assert_eq!(line["span"]["trace_id"], TRACE_ID, "{line}");
     }
 }
+
+/// `migrate` names a row whose stored fields do not decode and still
+/// succeeds (a deploy's migration job must not hang on a row that reads no
+/// worse than before); the rows after it get their forms.
+#[tokio::test]
+async fn migrate_names_an_undecodable_row_and_succeeds() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("db.sqlite3").display());
+    let migrate = |dir: &Path| {
+        run(binary(dir).args(["migrate", "--database-url", &url, "--log-level", "warn"]))
+    };
+    let first = migrate(dir.path());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    // What an older release (no ready form) saved, and one row broken by hand.
+    let fields = r#"{"alert_contacts":[],"technical_emergency_contacts":[],"technical_non_emergency_contacts":[],"merchant_issues_contacts":[],"platform_operational_contacts":[],"user_facing_operational_contacts":[]}"#;
+    for (partner, fields) in [("a-bad", r#"{"alert_contacts": 5}"#), ("b-good", fields)] {
+        sqlx::query(
+            "INSERT INTO contact_info
+                 (partner, environment, revision, etag, fields, create_time, update_time)
+             VALUES (?1, 'production', 1, 'W/\"1\"', ?2, 0, 0)",
+        )
+        .bind(partner)
+        .bind(fields)
+        .execute(&mut db)
+        .await
+        .expect("insert");
+    }
+    let out = migrate(dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ready forms written for 1 contact infos"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: 1 contact infos skipped") && stdout.contains("a-bad/production"),
+        "{stdout}"
+    );
+    let written: Option<i64> =
+        sqlx::query_scalar("SELECT ready_revision FROM contact_info WHERE partner = 'b-good'")
+            .fetch_one(&mut db)
+            .await
+            .expect("read b-good");
+    assert_eq!(written, Some(1));
+}

@@ -842,7 +842,10 @@ async fn a_newer_format_ready_form_is_not_misread(backend: Backend) {
     }
 
     // An older release's backfill leaves a newer release's current form be.
-    assert_eq!(t.store.backfill_ready(100).await.expect("backfill"), 0);
+    assert_eq!(
+        t.store.backfill_ready(100).await.expect("backfill"),
+        common::wrote(0)
+    );
     let mut future = decoy_v1.clone();
     future[0] = 0;
     assert_eq!(
@@ -897,7 +900,10 @@ async fn backfill_makes_the_forms_current_again(backend: Backend) {
     assert_eq!(db.stored_form(&sandbox()).await.ready_revision, None);
 
     // One row per batch: the batches must carry on past the first.
-    assert_eq!(t.store.backfill_ready(1).await.expect("backfill"), 2);
+    assert_eq!(
+        t.store.backfill_ready(1).await.expect("backfill"),
+        common::wrote(2)
+    );
 
     for (name, info) in [(prod(), &older), (sandbox(), &created)] {
         let form = db.stored_form(&name).await;
@@ -914,7 +920,10 @@ async fn backfill_makes_the_forms_current_again(backend: Backend) {
     let after = db.stored_form(&globex).await;
     assert_eq!(after.ready, current_form.ready);
     assert_eq!(after.ready_revision, current_form.ready_revision);
-    assert_eq!(t.store.backfill_ready(1).await.expect("backfill"), 0);
+    assert_eq!(
+        t.store.backfill_ready(1).await.expect("backfill"),
+        common::wrote(0)
+    );
 
     let server = TestServer::start_on(t, GatePolicy::builtin()).await;
     assert_eq!(get_contacts(&server, PROD_NAME).await, message(&older));
@@ -941,14 +950,20 @@ async fn a_row_left_stale_before_the_record_is_written(backend: Backend) {
 
     let (t, _) = db.open().await;
     let mut db = Db::connect(backend, &t.url).await;
-    assert_eq!(t.store.backfill_ready(10).await.expect("backfill"), 1);
+    assert_eq!(
+        t.store.backfill_ready(10).await.expect("backfill"),
+        common::wrote(1)
+    );
     let form = db.stored_form(&prod()).await;
     assert_eq!(form.ready_revision, Some(stale.revision));
     assert_eq!(
         Ready::from_stored(form.ready.as_deref().expect("ready form"), stale.revision),
         Some(Ready::of(&stale))
     );
-    assert_eq!(t.store.backfill_ready(10).await.expect("backfill"), 0);
+    assert_eq!(
+        t.store.backfill_ready(10).await.expect("backfill"),
+        common::wrote(0)
+    );
 }
 
 crate::on_both_backends!(
