@@ -28,7 +28,10 @@
 //! - `fetch-get`, `bodies`, `check-body`: exact bytes for h2load and the
 //!   minimal server (`partner-contacts-fixed-server`): see `raw.rs`.
 //! - `sample`: draws `--iterations` partners from `--distribution`, calls
-//!   nothing; prints the draw rate and the skew.
+//!   nothing; prints the draw rate and the skew, and the misses no cache
+//!   avoids: the share of the last quarter's draws that are a partner's
+//!   first (`first_draws_last_quarter`), and with `--cache-entries K` the
+//!   misses of the ideal cache of the K most popular (`top_k_miss`).
 //! - `fault-steady`, `health-watch`, `fault-verify`, `overload`, `drain`:
 //!   the fault test, `bench/faults`; see `faults/` and `bench/FAULTS.md`.
 //!
@@ -148,6 +151,10 @@ struct Args {
     /// `--distribution zipf`: the exponent s (rank k has weight 1/k^s).
     #[arg(long, default_value_t = 1.0)]
     zipf_s: f64,
+    /// `sample`: also print the share of misses an ideal static cache of
+    /// this many entries (the most popular partners) could not avoid.
+    #[arg(long)]
+    cache_entries: Option<u64>,
     /// The partner of `--distribution one`, `fetch-get` and `bodies`.
     #[arg(long, default_value_t = 1)]
     partner: u64,

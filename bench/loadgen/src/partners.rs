@@ -45,7 +45,9 @@ pub struct Zipf {
 impl Zipf {
     pub fn new(n: u64, s: f64) -> Result<Self, String> {
         if n == 0 || !(s > 0.0 && s.is_finite()) {
-            return Err(format!("Zipf needs n >= 1 and s > 0 (got n = {n}, s = {s})"));
+            return Err(format!(
+                "Zipf needs n >= 1 and s > 0 (got n = {n}, s = {s})"
+            ));
         }
         let n = n as f64;
         let (t, q) = if s == 1.0 {
@@ -74,7 +76,11 @@ impl Zipf {
             let u = self.inv_cdf(rng.unit());
             let k = (u + 1.0).floor();
             let accept = if k > 1.0 {
-                if self.s == 1.0 { u / k } else { (u / k).powf(self.s) }
+                if self.s == 1.0 {
+                    u / k
+                } else {
+                    (u / k).powf(self.s)
+                }
             } else {
                 1.0
             };

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
+use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-use tonic::Status;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
@@ -114,7 +114,10 @@ pub async fn fetch_get(args: &Args) -> Result<bool, String> {
     let info = pb::ContactInfo::decode(answer.clone())
         .map_err(|e| format!("GetContacts answer does not decode: {e}"))?;
     if info.name != name || info.etag.is_empty() {
-        return Err(format!("GetContacts of {name} returned {} (etag {:?})", info.name, info.etag));
+        return Err(format!(
+            "GetContacts of {name} returned {} (etag {:?})",
+            info.name, info.etag
+        ));
     }
     write(out, &answer)?;
     println!(
@@ -144,7 +147,11 @@ pub fn bodies(args: &Args) -> Result<bool, String> {
     for (file, message) in &files {
         write(&dir.join(file), &frame(message))?;
     }
-    println!("RESULT rpc=Bodies partner={} dir={}", args.partner, dir.display());
+    println!(
+        "RESULT rpc=Bodies partner={} dir={}",
+        args.partner,
+        dir.display()
+    );
     Ok(true)
 }
 
@@ -152,7 +159,10 @@ pub fn bodies(args: &Args) -> Result<bool, String> {
 /// `--path` once and checks the answer.
 pub async fn check_body(args: &Args) -> Result<bool, String> {
     let body_path = args.body.as_ref().ok_or("--rpc check-body needs --body")?;
-    let path = args.path.as_deref().ok_or("--rpc check-body needs --path")?;
+    let path = args
+        .path
+        .as_deref()
+        .ok_or("--rpc check-body needs --path")?;
     let body = std::fs::read(body_path)
         .map_err(|e| format!("cannot read {}: {e}", body_path.display()))?;
     if body.len() < 5
@@ -189,14 +199,20 @@ pub async fn check_body(args: &Args) -> Result<bool, String> {
             pb::ContactInfo::decode(answer.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|r| {
-                    (r.name == req.name && !r.etag.is_empty() && !r.technical_emergency_contacts.is_empty())
-                        .then_some(())
-                        .ok_or_else(|| format!("another or an incomplete resource: {}", r.name))
+                    (r.name == req.name
+                        && !r.etag.is_empty()
+                        && !r.technical_emergency_contacts.is_empty())
+                    .then_some(())
+                    .ok_or_else(|| format!("another or an incomplete resource: {}", r.name))
                 })
         }
         CHECK_GATE => pb::CheckOnboardingGateResponse::decode(answer.clone())
             .map_err(|e| e.to_string())
-            .and_then(|r| gate_open(&r).then_some(()).ok_or_else(|| "gate closed".to_owned())),
+            .and_then(|r| {
+                gate_open(&r)
+                    .then_some(())
+                    .ok_or_else(|| "gate closed".to_owned())
+            }),
         RESOLVE => pb::ResolveRecipientsResponse::decode(answer.clone())
             .map_err(|e| e.to_string())
             .and_then(|r| {
@@ -241,15 +257,42 @@ pub fn sample(args: &Args) -> Result<bool, String> {
         let k = ((args.partners as f64 * share).ceil() as usize).max(1);
         by_count.iter().take(k).map(|x| x.0).sum::<u64>() as f64 / drawn.max(1) as f64
     };
+    // A partner's first draw misses any cache that was not filled in
+    // advance: within a window, the floor of what a cache can do.
+    let mut seen =
+        vec![false; usize::try_from(args.partners).map_err(|_| "too many partners")? + 1];
+    let mut rng = Rng(args.seed ^ 0x5a3c);
+    let quarter = args.iterations - args.iterations / 4;
+    let mut first_late = 0u64;
+    for i in 0..args.iterations {
+        let slot = &mut seen[picker.pick(&mut rng) as usize];
+        if !*slot {
+            *slot = true;
+            if i >= quarter {
+                first_late += 1;
+            }
+        }
+    }
+    let first_share = first_late as f64 / (args.iterations - quarter).max(1) as f64;
+    let top_k = match (args.distribution, args.cache_entries) {
+        (crate::partners::Distribution::Zipf, Some(k)) => {
+            let z = Zipf::new(args.partners, args.zipf_s)?;
+            format!(" top_k={k} top_k_miss={:.3}", 1.0 - z.head_share(k))
+        }
+        _ => String::new(),
+    };
     let expected_top5 = match args.distribution {
         crate::partners::Distribution::Zipf => {
             let z = Zipf::new(args.partners, args.zipf_s)?;
-            format!(" expected_top5pct_share={:.3}", z.head_share((args.partners as f64 * 0.05).ceil() as u64))
+            format!(
+                " expected_top5pct_share={:.3}",
+                z.head_share((args.partners as f64 * 0.05).ceil() as u64)
+            )
         }
         _ => String::new(),
     };
     println!(
-        "RESULT rpc=Sample distribution={:?} partners={} draws={} ns_per_draw={:.1} distinct={} most_popular={} top1pct_share={:.3} top5pct_share={:.3}{} checksum={}",
+        "RESULT rpc=Sample distribution={:?} partners={} draws={} ns_per_draw={:.1} distinct={} most_popular={} top1pct_share={:.3} top5pct_share={:.3}{} first_draws_last_quarter={:.3}{} checksum={}",
         args.distribution,
         args.partners,
         args.iterations,
@@ -259,6 +302,8 @@ pub fn sample(args: &Args) -> Result<bool, String> {
         top(0.01),
         top(0.05),
         expected_top5,
+        first_share,
+        top_k,
         acc % 1000,
     );
     Ok(true)
