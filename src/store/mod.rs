@@ -295,15 +295,17 @@ impl Backfill {
     /// How many undecodable rows a report names.
     pub const NAMED: usize = 20;
 
-    /// Records a row skipped because `error` says its fields do not decode.
+    /// Records a row skipped because `error` says its fields do not decode;
+    /// the first [`Backfill::NAMED`] are logged with the error (a table of
+    /// broken rows must not flood the log).
     pub fn skip(&mut self, partner: &str, environment: &str, error: &Error) {
-        tracing::warn!(
-            partner,
-            environment,
-            "cannot write the ready form of a row whose stored fields do not decode: {error}"
-        );
         self.undecodable += 1;
         if self.undecodable_rows.len() < Self::NAMED {
+            tracing::warn!(
+                partner,
+                environment,
+                "cannot write the ready form of a row whose stored fields do not decode: {error}"
+            );
             self.undecodable_rows
                 .push(format!("{partner}/{environment}"));
         }
@@ -380,5 +382,26 @@ impl Default for StoreOptions {
             statement_timeout: Duration::from_secs(5),
             notify: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backfill;
+    use crate::error::Error;
+
+    #[test]
+    fn a_backfill_report_names_only_the_first_undecodable_rows() {
+        let mut report = Backfill::default();
+        let error = Error::Internal {
+            detail: "stored fields are invalid".into(),
+        };
+        for i in 0..Backfill::NAMED + 5 {
+            report.skip(&format!("p{i}"), "production", &error);
+        }
+        assert_eq!(report.undecodable, (Backfill::NAMED + 5) as u64);
+        assert_eq!(report.undecodable_rows.len(), Backfill::NAMED);
+        assert_eq!(report.undecodable_rows[0], "p0/production");
+        assert_eq!(report.written, 0);
     }
 }
