@@ -265,7 +265,10 @@ pub fn sample(args: &Args) -> Result<bool, String> {
     let quarter = args.iterations - args.iterations / 4;
     let mut first_late = 0u64;
     for i in 0..args.iterations {
-        let slot = &mut seen[picker.pick(&mut rng) as usize];
+        // `--distribution one` may name a partner beyond --partners.
+        let Some(slot) = seen.get_mut(picker.pick(&mut rng) as usize) else {
+            continue;
+        };
         if !*slot {
             *slot = true;
             if i >= quarter {
