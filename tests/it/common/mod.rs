@@ -136,10 +136,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// A connection of the fixtures' own (creating and dropping databases, raw
-/// SQL), not the store's: without TLS unless the URL or `PGSSLMODE` asks for
-/// it. The test server offers TLS, and its handshake costs about 100 ms in a
-/// debug build, twice per PostgreSQL test for the database alone.
 /// A backfill that wrote `n` ready forms and skipped nothing.
 pub fn wrote(n: u64) -> partner_contacts::store::Backfill {
     partner_contacts::store::Backfill {
@@ -148,6 +144,10 @@ pub fn wrote(n: u64) -> partner_contacts::store::Backfill {
     }
 }
 
+/// A connection of the fixtures' own (creating and dropping databases, raw
+/// SQL), not the store's: without TLS unless the URL or `PGSSLMODE` asks for
+/// it. The test server offers TLS, and its handshake costs about 100 ms in a
+/// debug build, twice per PostgreSQL test for the database alone.
 pub async fn raw_pg_connection(url: &str) -> Result<PgConnection, sqlx::Error> {
     let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
     if !url.contains("sslmode=") && std::env::var_os("PGSSLMODE").is_none() {
