@@ -295,7 +295,7 @@ impl ContactStore for SqliteStore {
                     Some(Ok(info)) => {
                         sqlx::query(
                             "UPDATE contact_info SET ready = ?4, ready_revision = ?3
-                         WHERE partner = ?1 AND environment = ?2 AND revision = ?3",
+                             WHERE partner = ?1 AND environment = ?2 AND revision = ?3",
                         )
                         .bind(info.name.partner.as_str())
                         .bind(info.name.environment.as_str())

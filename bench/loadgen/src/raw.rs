@@ -277,22 +277,21 @@ pub fn sample(args: &Args) -> Result<bool, String> {
         }
     }
     let first_share = first_late as f64 / (args.iterations - quarter).max(1) as f64;
-    let top_k = match (args.distribution, args.cache_entries) {
-        (crate::partners::Distribution::Zipf, Some(k)) => {
-            let z = Zipf::new(args.partners, args.zipf_s)?;
-            format!(" top_k={k} top_k_miss={:.3}", 1.0 - z.head_share(k))
-        }
-        _ => String::new(),
-    };
-    let expected_top5 = match args.distribution {
+    // What the distribution itself says, beside what was drawn.
+    let (expected_top5, top_k) = match args.distribution {
         crate::partners::Distribution::Zipf => {
             let z = Zipf::new(args.partners, args.zipf_s)?;
-            format!(
-                " expected_top5pct_share={:.3}",
-                z.head_share((args.partners as f64 * 0.05).ceil() as u64)
+            (
+                format!(
+                    " expected_top5pct_share={:.3}",
+                    z.head_share((args.partners as f64 * 0.05).ceil() as u64)
+                ),
+                args.cache_entries.map_or_else(String::new, |k| {
+                    format!(" top_k={k} top_k_miss={:.3}", 1.0 - z.head_share(k))
+                }),
             )
         }
-        _ => String::new(),
+        _ => (String::new(), String::new()),
     };
     println!(
         "RESULT rpc=Sample distribution={:?} partners={} draws={} ns_per_draw={:.1} distinct={} most_popular={} top1pct_share={:.3} top5pct_share={:.3}{} first_draws_last_quarter={:.3}{} checksum={}",
